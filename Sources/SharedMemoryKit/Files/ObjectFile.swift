@@ -1,0 +1,170 @@
+import CShmShim
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#else
+#error("Unsupported platform")
+#endif
+
+/// An open file that stands for an IPC object: a System V key file (Qt's `ftok` file), the file behind a
+/// POSIX named semaphore (`/dev/shm/sem.NAME`) or a POSIX segment (`/dev/shm/NAME`).
+///
+/// It is opened without following symlinks, checked to be a regular file owned by the caller (unless the
+/// caller opted in to foreign owners), and it carries the library's *usage record*: every process that uses
+/// the object holds a shared open-file-description lock on a reserved byte range far past the end of the
+/// data. The kernel drops the lock when the process dies, so "can anyone else still hold it?" has an exact
+/// answer even after crashes. Data is never locked: the range starts at 2^63 − 256.
+final class ObjectFile {
+    let path: String
+    let fd: FileDescriptor
+    /// This call created the file.
+    let created: Bool
+    private(set) var status: Stat
+
+    /// The byte range of the usage record.
+    static let usageStart: Int64 = Int64.max - 255
+    static let usageLength: Int64 = 1
+
+    private init(path: String, fd: FileDescriptor, created: Bool, status: Stat) {
+        self.path = path
+        self.fd = fd
+        self.created = created
+        self.status = status
+    }
+
+    deinit { try? fd.close() }
+
+    /// Opens a System V key file as Qt's `createUnixKeyFile()` does (created 0640 with `O_EXCL`), but never
+    /// through a symlink and never one that another user owns (unless `allowForeignOwner`).
+    static func openKeyFile(
+        _ path: String, create: Bool, allowForeignOwner: Bool, site: CallSite
+    ) throws(SharedMemoryError) -> ObjectFile {
+        if create {
+            do throws(SharedMemoryError) {
+                return try createExclusive(path, mode: 0o640, site: site)
+            } catch where error.underlyingError == .fileExists {
+                // Qt's createUnixKeyFile: an existing file is used as it is (checked below).
+            }
+        }
+        return try openExisting(path, allowForeignOwner: allowForeignOwner, site: site)
+    }
+
+    /// Creates `path` with `O_EXCL` and `O_NOFOLLOW` (never through a symlink, never an existing file).
+    /// - Throws: `alreadyExists` (with `EEXIST`) when the path exists.
+    static func createExclusive(_ path: String, mode: UInt32, site: CallSite) throws(SharedMemoryError) -> ObjectFile {
+        let flags = SHM_SHIM_O_RDWR | SHM_SHIM_O_CREAT | SHM_SHIM_O_EXCL | SHM_SHIM_O_NOFOLLOW | SHM_SHIM_O_CLOEXEC
+        let raw = try site.check("open", einval: .keyError, detail: path) { shm_shim_open(path, flags, mode) }
+        let fd = FileDescriptor(rawValue: raw)
+        do {
+            return ObjectFile(path: path, fd: fd, created: true, status: try fd.stat())
+        } catch {
+            try? fd.close()
+            unlink(path)
+            throw site.error("fstat", error, detail: path)
+        }
+    }
+
+    /// Opens an existing object file read-write (read-only if that is all the caller may do), refusing
+    /// symlinks, non-regular files and, unless `allowForeignOwner`, files another user owns.
+    static func openExisting(
+        _ path: String, allowForeignOwner: Bool, site: CallSite
+    ) throws(SharedMemoryError) -> ObjectFile {
+        let base = SHM_SHIM_O_NOFOLLOW | SHM_SHIM_O_CLOEXEC
+        var result = valueOrErrno { shm_shim_open(path, base | SHM_SHIM_O_RDWR, 0) }
+        if case .failure(.permissionDenied) = result {
+            result = valueOrErrno { shm_shim_open(path, base | SHM_SHIM_O_RDONLY, 0) }
+        }
+        let raw: CInt
+        switch result {
+        case .success(let value): raw = value
+        case .failure(.tooManySymbolicLinkLevels):
+            throw site.refusal(.permissionDenied, "\(path) is a symbolic link; refusing to follow it")
+        case .failure(let err): throw site.error("open", err, einval: .keyError, detail: path)
+        }
+        let fd = FileDescriptor(rawValue: raw)
+        let file: ObjectFile
+        do {
+            file = ObjectFile(path: path, fd: fd, created: false, status: try fd.stat())
+        } catch {
+            try? fd.close()
+            throw site.error("fstat", error, detail: path)
+        }
+        guard file.status.type == .regular else {
+            throw site.refusal(.keyError, "\(path) is not a regular file")
+        }
+        try file.checkOwner(allowForeignOwner: allowForeignOwner, site: site)
+        return file
+    }
+
+    /// Refuses a file that another user owns, unless the caller opted in.
+    func checkOwner(allowForeignOwner: Bool, site: CallSite) throws(SharedMemoryError) {
+        let owner = status.userID.rawValue
+        if !allowForeignOwner && owner != geteuid() {
+            throw site.refusal(
+                .permissionDenied,
+                "\(path) is owned by uid \(owner), not by this process (uid \(geteuid())); "
+                    + "set allowForeignOwner to use it")
+        }
+    }
+
+    /// `ftok(path, projectID)` computed from the open file, so that nobody can swap the file between the check
+    /// and the key (glibc's formula: project id, low byte of the device, low 16 bits of the inode).
+    func ftokKey(projectID: Int32) -> key_t {
+        let inode = UInt32(truncatingIfNeeded: status.inode.rawValue) & 0xFFFF
+        let device = UInt32(truncatingIfNeeded: status.deviceID.rawValue) & 0xFF
+        let id = UInt32(truncatingIfNeeded: projectID) & 0xFF
+        return key_t(bitPattern: inode | device << 16 | id << 24)
+    }
+
+    /// Reads the file's status again (after a size change).
+    func refreshStatus() {
+        if let refreshed = try? fd.stat() { status = refreshed }
+    }
+
+    /// Whether the path still names this very file (it was not removed or replaced).
+    var isStillAtPath: Bool {
+        guard let current = try? FilePath(path).stat(followTargetSymlink: false) else { return false }
+        return current.inode == status.inode && current.deviceID == status.deviceID
+    }
+
+    // MARK: usage record
+
+    /// Records this process as a user of the object (a shared lock; waits while a remover holds it).
+    func recordUse(site: CallSite) throws(SharedMemoryError) {
+        _ = try site.check("fcntl(F_OFD_SETLKW)", detail: path) {
+            shm_shim_ofd_lock(fd.rawValue, 0, Self.usageStart, Self.usageLength, 1)
+        }
+    }
+
+    /// Claims the object for removal: succeeds only if no other open file description records a use.
+    /// The claim holds until the file is closed.
+    func claimForRemoval() -> Bool {
+        if case .success = valueOrErrno({ shm_shim_ofd_lock(fd.rawValue, 1, Self.usageStart, Self.usageLength, 0) }) {
+            return true
+        }
+        // A read-only descriptor cannot take an exclusive lock; ask instead (callers hold the object's lock).
+        if case .success(0) = valueOrErrno({
+            shm_shim_ofd_conflicts(fd.rawValue, 1, Self.usageStart, Self.usageLength)
+        }) {
+            return true
+        }
+        return false
+    }
+
+    // MARK: the "managed by this library" mark
+
+    /// Objects this library created carry the sticky bit (ignored by the kernel on regular files): only they
+    /// are removed when their last library user is done. Objects Qt created are left to Qt.
+    var isManaged: Bool { status.permissions.contains(.saveText) }
+
+    func markManaged(mode: FilePermissions, site: CallSite) throws(SharedMemoryError) {
+        _ = try site.check("fchmod", detail: path) { fchmod(fd.rawValue, mode_t(mode.rawValue) | S_ISVTX) }
+        refreshStatus()
+    }
+
+    /// Unlinks the path if it still names this file.
+    func unlinkIfStillAtPath() {
+        if isStillAtPath { unlink(path) }
+    }
+}

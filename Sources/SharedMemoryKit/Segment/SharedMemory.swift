@@ -1,0 +1,275 @@
+#if canImport(Glibc)
+import Glibc
+#else
+#error("Unsupported platform")
+#endif
+
+/// A keyed shared-memory segment, interoperable with Qt's `QSharedMemory` on System V and POSIX.
+///
+/// The call order is Qt's: open the segment's lock semaphore, lock, create or attach, unlock. The lock is the
+/// semaphore Qt uses (``NativeIPCKey/lockSemaphoreKey(tempDirectory:)``), so a Qt process and this library
+/// exclude each other. Differences from Qt, all on purpose, are listed in the README; in short: a failed
+/// `create` never touches the lock, segments are zero-filled and fully allocated at create (a full `/dev/shm`
+/// is `outOfResources` then, not a SIGBUS later), a POSIX segment this library created is removed at the last
+/// detach of any process using the library (crashes included), internal locking has a timeout, and objects of
+/// other users are refused unless ``Options/allowForeignOwner`` is set.
+///
+/// Not thread-safe: use one object per thread, as with Qt.
+public final class SharedMemory {
+    /// Qt's `QSharedMemory::AccessMode`.
+    public enum AccessMode: Sendable {
+        case readOnly, readWrite
+    }
+
+    public struct Options: Sendable {
+        /// Use segments, semaphores and key files that another user owns. Off by default.
+        public var allowForeignOwner: Bool
+        /// How long `create`, `attach` and `detach` wait for the segment's lock; nil waits forever (Qt).
+        public var operationTimeout: Duration?
+
+        public init(allowForeignOwner: Bool = false, operationTimeout: Duration? = .seconds(30)) {
+            self.allowForeignOwner = allowForeignOwner
+            self.operationTimeout = operationTimeout
+        }
+    }
+
+    /// The segment's key.
+    public let key: NativeIPCKey
+    public let options: Options
+
+    private var semaphore: SystemSemaphore?
+    private var segment: (any SegmentBackend)?
+    private var lockedByMe = false
+
+    /// A segment handle for `key`. Nothing is opened until `create` or `attach`.
+    public init(key: NativeIPCKey, options: Options = Options()) {
+        self.key = key
+        self.options = options
+    }
+
+    /// A segment handle for a legacy key, derived as Qt's `QSharedMemory::legacyNativeKey()` does.
+    public convenience init(legacyKey: String, type: NativeIPCKey.KeyType = .legacyDefaultForOS, options: Options = Options()) {
+        self.init(key: .legacy(legacyKey, type: type, kind: .sharedMemory), options: options)
+    }
+
+    deinit {
+        if segment != nil { try? detach() }
+        if semaphore != nil { closeSemaphore(removeIfUnused: !makeBackend().exists()) }
+    }
+
+    /// Whether this object is attached.
+    public var isAttached: Bool { segment != nil }
+    /// The size of the attached segment as the system reports it (0 when not attached).
+    public var size: Int { segment?.size ?? 0 }
+    /// The access mode of the attachment, nil when not attached.
+    public var accessMode: AccessMode? { segment?.access }
+    /// The mapped bytes; nil when not attached. Writing through a read-only attachment faults: use
+    /// ``write(_:at:)`` for checked access.
+    public var data: UnsafeMutableRawBufferPointer? { segment?.bytes }
+
+    // MARK: create / attach / detach
+
+    /// Creates a zero-filled segment of `size` bytes, 0600, and attaches to it (Qt's `create(size, mode)`).
+    /// - Throws: `invalidSize` for `size <= 0` or a size the system refuses, `alreadyExists`, `keyError`,
+    ///   `permissionDenied`, `outOfResources` (limits, or not enough memory to back every byte), `lockError`.
+    public func create(size: Int, access: AccessMode = .readWrite) throws(SharedMemoryError) {
+        let site = CallSite(operation: "create", object: key.description)
+        try checkKey(site)
+        guard segment == nil else { throw site.refusal(.alreadyExists, "this object is already attached") }
+        guard size > 0 else { throw site.refusal(.invalidSize, "size \(size) is not positive") }
+        try withSegmentLock(site) { () throws(SharedMemoryError) -> Void in
+            let backend = self.makeBackend()
+            try backend.create(size: size, site: site)
+            do throws(SharedMemoryError) {
+                try backend.attach(access, site: site)
+            } catch {
+                _ = backend.destroyIfUnused()
+                throw error
+            }
+            self.segment = backend
+        }
+    }
+
+    /// Attaches to an existing segment (Qt's `attach(mode)`).
+    /// - Throws: `notFound`, `permissionDenied` (including another user's segment without
+    ///   ``Options/allowForeignOwner``), `keyError`, `lockError`.
+    public func attach(_ access: AccessMode = .readWrite) throws(SharedMemoryError) {
+        let site = CallSite(operation: "attach", object: key.description)
+        try checkKey(site)
+        guard segment == nil else { throw site.refusal(.alreadyExists, "this object is already attached") }
+        try withSegmentLock(site) { () throws(SharedMemoryError) -> Void in
+            let backend = self.makeBackend()
+            try backend.attach(access, site: site)
+            self.segment = backend
+        }
+    }
+
+    /// Detaches (Qt's `detach()`). The last detach destroys the segment: System V when no process is attached
+    /// any more (as Qt), POSIX when this library created it and no process using this library is attached.
+    /// Detaching while holding ``lock(timeout:)`` releases that lock, as in Qt.
+    public func detach() throws(SharedMemoryError) {
+        let site = CallSite(operation: "detach", object: key.description)
+        guard segment != nil else { throw site.refusal(.notFound, "this object is not attached") }
+        try withSegmentLock(site) { () throws(SharedMemoryError) -> Void in
+            guard let backend = self.segment else { return }
+            self.segment = nil
+            try backend.detach(site: site)
+        }
+    }
+
+    // MARK: lock
+
+    /// Takes the segment's lock (its system semaphore), waiting at most `timeout` (nil: without limit, as Qt).
+    /// Locking twice through one object is a no-op, as in Qt.
+    /// - Throws: `lockError` when the segment has no lock yet (neither created nor attached) or on timeout.
+    public func lock(timeout: Duration? = nil) throws(SharedMemoryError) {
+        let site = CallSite(operation: "lock", object: key.description)
+        if lockedByMe { return }
+        guard let semaphore else {
+            throw site.refusal(.lockError, "no lock: create or attach first")
+        }
+        do throws(SharedMemoryError) {
+            try semaphore.acquire(timeout: timeout)
+        } catch {
+            throw SharedMemoryError(
+                .lockError, operation: "lock", call: error.call, underlyingError: error.underlyingError,
+                object: key.description, detail: error.detail)
+        }
+        lockedByMe = true
+    }
+
+    /// Takes the lock if it is free; false if another holder has it.
+    public func tryLock() throws(SharedMemoryError) -> Bool {
+        let site = CallSite(operation: "try-lock", object: key.description)
+        if lockedByMe { return true }
+        guard let semaphore else { throw site.refusal(.lockError, "no lock: create or attach first") }
+        lockedByMe = try semaphore.tryAcquire()
+        return lockedByMe
+    }
+
+    /// Releases the lock taken with ``lock(timeout:)``.
+    /// - Throws: `lockError` if this object does not hold it.
+    public func unlock() throws(SharedMemoryError) {
+        let site = CallSite(operation: "unlock", object: key.description)
+        guard lockedByMe, let semaphore else { throw site.refusal(.lockError, "this object does not hold the lock") }
+        try semaphore.release(1)
+        lockedByMe = false
+    }
+
+    /// Runs `body` under the lock.
+    public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
+        try lock(timeout: timeout)
+        defer { try? unlock() }
+        return try body()
+    }
+
+    // MARK: checked access
+
+    /// Copies `count` bytes from `offset`.
+    /// - Throws: `notFound` when not attached, `invalidSize` when the range is outside the segment.
+    public func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] {
+        let bytes = try checkedRange(operation: "read", offset: offset, count: count, writing: false)
+        return Array(UnsafeRawBufferPointer(rebasing: bytes))
+    }
+
+    /// Copies `bytes` to `offset`.
+    /// - Throws: `permissionDenied` on a read-only attachment (instead of a fault), `invalidSize` when the range
+    ///   is outside the segment, `notFound` when not attached.
+    public func write(_ bytes: some Collection<UInt8>, at offset: Int) throws(SharedMemoryError) {
+        let target = try checkedRange(operation: "write", offset: offset, count: bytes.count, writing: true)
+        var index = target.startIndex
+        for byte in bytes {
+            target.base[index] = byte
+            index += 1
+        }
+    }
+
+    private func checkedRange(
+        operation: String, offset: Int, count: Int, writing: Bool
+    ) throws(SharedMemoryError) -> Slice<UnsafeMutableRawBufferPointer> {
+        let site = CallSite(operation: operation, object: key.description)
+        guard let segment else { throw site.refusal(.notFound, "not attached") }
+        if writing && segment.access == .readOnly {
+            throw site.refusal(.permissionDenied, "the segment is attached read-only")
+        }
+        guard offset >= 0, count >= 0, offset <= segment.size, count <= segment.size - offset else {
+            throw site.refusal(.invalidSize, "range \(offset)..<\(offset &+ count) is outside the segment of \(segment.size) bytes")
+        }
+        return segment.bytes[offset..<(offset + count)]
+    }
+
+    // MARK: internals
+
+    private func checkKey(_ site: CallSite) throws(SharedMemoryError) {
+        guard !key.nativeKey.isEmpty else { throw site.refusal(.keyError, "the key is empty") }
+        guard key.type.isSupported else { throw site.refusal(.keyError, "unsupported key type \(key.type) on this platform") }
+    }
+
+    private func makeBackend() -> any SegmentBackend {
+        if key.type.isSystemV {
+            return SystemVSegment(key: key, allowForeignOwner: options.allowForeignOwner)
+        }
+        return POSIXSegment(key: key, allowForeignOwner: options.allowForeignOwner)
+    }
+
+    /// Opens the lock semaphore if needed, runs `body` under the lock, releases it, and closes the semaphore
+    /// (removing it if unused) once no segment is attached.
+    private func withSegmentLock(
+        _ site: CallSite, _ body: () throws(SharedMemoryError) -> Void
+    ) throws(SharedMemoryError) {
+        if semaphore == nil {
+            semaphore = try SystemSemaphore(
+                key: key.lockSemaphoreKey(), initialValue: 1, mode: .open,
+                options: .init(allowForeignOwner: options.allowForeignOwner))
+        }
+        let semaphore = semaphore!
+        let alreadyLocked = lockedByMe
+        if !alreadyLocked {
+            do throws(SharedMemoryError) {
+                try semaphore.acquire(timeout: options.operationTimeout)
+            } catch {
+                if segment == nil { closeSemaphore() }
+                throw SharedMemoryError(
+                    .lockError, operation: site.operation, call: error.call, underlyingError: error.underlyingError,
+                    object: site.object, detail: "unable to lock: " + (error.detail ?? error.code.name))
+            }
+        }
+        var failure: SharedMemoryError?
+        do throws(SharedMemoryError) {
+            try body()
+        } catch {
+            failure = error
+        }
+        // The lock semaphore goes with the segment: only when no segment is left under this key (checked while
+        // still locked) may it be removed, and then only if no other process using this library has it open.
+        let segmentGone = segment == nil && !makeBackend().exists()
+        // Qt releases the caller's own lock too when detaching while locked; keep its lock otherwise.
+        if !alreadyLocked || segment == nil {
+            try? semaphore.release(1)
+            lockedByMe = false
+        }
+        if segment == nil { closeSemaphore(removeIfUnused: segmentGone) }
+        if let failure { throw failure }
+    }
+
+    private func closeSemaphore(removeIfUnused: Bool = true) {
+        semaphore?.close(removeIfUnused: removeIfUnused)
+        semaphore = nil
+    }
+}
+
+/// One backend of ``SharedMemory``: a segment this object created or attached to.
+protocol SegmentBackend: AnyObject {
+    var size: Int { get }
+    var access: SharedMemory.AccessMode { get }
+    var bytes: UnsafeMutableRawBufferPointer { get }
+    /// Makes the segment; on failure nothing is left behind (but an object that already existed).
+    func create(size: Int, site: CallSite) throws(SharedMemoryError)
+    func attach(_ access: SharedMemory.AccessMode, site: CallSite) throws(SharedMemoryError)
+    /// Unmaps; destroys the segment when this was its last user.
+    func detach(site: CallSite) throws(SharedMemoryError)
+    /// Removes a segment this object created if no one attached to it (after a failed attach).
+    func destroyIfUnused() -> Bool
+    /// Whether a segment exists under the key now.
+    func exists() -> Bool
+}

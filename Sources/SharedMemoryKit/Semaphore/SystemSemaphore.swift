@@ -1,0 +1,146 @@
+#if canImport(Glibc)
+import Glibc
+#else
+#error("Unsupported platform")
+#endif
+
+/// A counting semaphore shared between processes by key, interoperable with Qt's `QSystemSemaphore`
+/// on both Unix backends (System V and POSIX named semaphores).
+///
+/// What it does as Qt does: the same key files and `ftok` ids, permissions 0600, `SEM_UNDO` on every System V
+/// operation, the object is made (or opened) at construction, `.open` on a missing semaphore creates it with
+/// `initialValue`.
+///
+/// Where it differs, on purpose (see the README):
+/// - `.create` on an existing semaphore never resets its value (Qt's `SETVAL`/`sem_unlink` breaks the
+///   mutual exclusion of the processes already using it).
+/// - It is removed when the *last process using this library* closes it, and only if this library created it;
+///   Qt's owner removes it while others still use it. Qt-created semaphores are left to Qt.
+/// - `acquire(timeout:)` and `tryAcquire()` exist; a timeout is a typed ``SharedMemoryError/Code/lockError``.
+/// - Key files and semaphore files are opened without following symlinks; objects of another user are refused
+///   unless ``Options/allowForeignOwner`` is set.
+public final class SystemSemaphore {
+    /// Qt's `QSystemSemaphore::AccessMode`.
+    public enum AccessMode: Sendable {
+        /// Open an existing semaphore, creating it with the initial value if it does not exist.
+        case open
+        /// Create the semaphore with the initial value; an existing one is opened and left as it is.
+        case create
+    }
+
+    public struct Options: Sendable {
+        /// Use objects (key files, semaphores) that another user owns. Off by default.
+        public var allowForeignOwner: Bool
+        public init(allowForeignOwner: Bool = false) { self.allowForeignOwner = allowForeignOwner }
+    }
+
+    /// The key this semaphore was opened with.
+    public let key: NativeIPCKey
+    /// Whether this object created the semaphore (its initial value was applied).
+    public var createdSemaphore: Bool { backend?.created ?? false }
+
+    private var backend: (any SemaphoreBackend)?
+    private let options: Options
+
+    /// Opens or creates the semaphore now, as Qt's constructor does.
+    /// - Throws: ``SharedMemoryError`` with `keyError` for an empty or unsupported key, `permissionDenied` for
+    ///   another user's semaphore or key file, `outOfResources` when the system's limits are reached.
+    public init(
+        key: NativeIPCKey, initialValue: Int = 0, mode: AccessMode = .open, options: Options = Options()
+    ) throws(SharedMemoryError) {
+        self.key = key
+        self.options = options
+        let site = CallSite(operation: "open semaphore", object: key.description)
+        guard !key.nativeKey.isEmpty else { throw site.refusal(.keyError, "the key is empty") }
+        guard initialValue >= 0, initialValue <= Int(Int32.max) else {
+            throw site.refusal(.invalidSize, "initial value \(initialValue) is out of range")
+        }
+        if key.type.isSystemV {
+            backend = try SystemVSemaphore(
+                key: key, initialValue: Int32(initialValue), allowForeignOwner: options.allowForeignOwner, site: site)
+        } else if key.type == .posixRealtime {
+            backend = try POSIXSemaphore(
+                key: key, initialValue: UInt32(initialValue), allowForeignOwner: options.allowForeignOwner, site: site)
+        } else {
+            throw site.refusal(.keyError, "unsupported key type \(key.type) on this platform")
+        }
+        _ = mode  // both modes create a missing semaphore and never reset an existing one
+    }
+
+    deinit { close() }
+
+    /// Takes one unit: blocks while the count is 0, at most `timeout` if given.
+    /// - Throws: `lockError` when the timeout passes.
+    public func acquire(timeout: Duration? = nil) throws(SharedMemoryError) {
+        let site = CallSite(operation: "acquire", object: key.description)
+        guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
+        guard try backend.acquire(deadline: timeout.map(Deadline.init(after:)), site: site) else {
+            throw site.refusal(.lockError, "timed out after \(timeout!) waiting for the semaphore")
+        }
+    }
+
+    /// Takes one unit if the count is above 0; returns false otherwise.
+    public func tryAcquire() throws(SharedMemoryError) -> Bool {
+        let site = CallSite(operation: "try-acquire", object: key.description)
+        guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
+        return try backend.acquire(deadline: .now, site: site)
+    }
+
+    /// Adds `n` units (Qt's `release(n)`): 0 does nothing; a negative `n` is refused.
+    public func release(_ n: Int = 1) throws(SharedMemoryError) {
+        let site = CallSite(operation: "release", object: key.description)
+        guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
+        guard n >= 0, n <= Int(Int16.max) else { throw site.refusal(.invalidSize, "release count \(n) is out of range") }
+        if n == 0 { return }
+        try backend.release(n, site: site)
+    }
+
+    /// The current count (System V: `GETVAL`; POSIX: `sem_getvalue`).
+    public func value() throws(SharedMemoryError) -> Int {
+        let site = CallSite(operation: "value", object: key.description)
+        guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
+        return try backend.value(site: site)
+    }
+
+    /// Closes the handle. The semaphore itself is removed only if this library created it and no other process
+    /// using this library still has it open (`removeIfUnused: false` keeps it in any case).
+    public func close(removeIfUnused: Bool = true) {
+        backend?.close(removeIfUnused: removeIfUnused)
+        backend = nil
+    }
+}
+
+/// One backend of ``SystemSemaphore``.
+protocol SemaphoreBackend: AnyObject {
+    var created: Bool { get }
+    /// Returns false when the deadline passed (a try-acquire passes `.now`).
+    func acquire(deadline: Deadline?, site: CallSite) throws(SharedMemoryError) -> Bool
+    func release(_ n: Int, site: CallSite) throws(SharedMemoryError)
+    func value(site: CallSite) throws(SharedMemoryError) -> Int
+    func close(removeIfUnused: Bool)
+}
+
+/// A point on the monotonic clock, for waits that EINTR may interrupt.
+struct Deadline: Sendable {
+    let nanoseconds: Int64
+
+    static var now: Deadline { Deadline(nanoseconds: monotonicNow()) }
+
+    init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+
+    init(after duration: Duration) {
+        let (seconds, attos) = duration.components
+        let total = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let ns = total.overflow ? Int64.max / 2 : total.partialValue + attos / 1_000_000_000
+        nanoseconds = Deadline.monotonicNow() + max(0, ns)
+    }
+
+    /// Nanoseconds left, never negative.
+    var remaining: Int64 { max(0, nanoseconds - Deadline.monotonicNow()) }
+
+    static func monotonicNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
