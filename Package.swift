@@ -42,10 +42,10 @@ let package = Package(
             name: "SharedMemoryKitTests",
             dependencies: [
                 "SharedMemoryKit",
-                "CShmShim",
+                "shm-harness",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            resources: [.copy("Resources")],
+            exclude: ["Resources"],
             swiftSettings: swiftSettings
         ),
     ]

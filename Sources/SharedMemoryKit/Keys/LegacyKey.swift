@@ -36,12 +36,12 @@ extension NativeIPCKey {
         guard !key.isEmpty else { return NativeIPCKey("", type: type) }
         let name = legacyName(key, kind: kind)
         let native: String
-        if type.isSystemV {
+        switch type {
+        case .posixRealtime: native = "/" + name
+        case .windows: return NativeIPCKey("", type: type)  // unsupported on this platform, as in Qt
+        default:
+            // Every other value, the invalid type 0 included, takes Qt's System V path.
             native = (tempDirectory ?? TempDirectory.qtTempPath()) + "/" + name
-        } else if type == .posixRealtime {
-            native = "/" + name
-        } else {
-            return NativeIPCKey("", type: type)
         }
         return NativeIPCKey(type: type, nativeKey: native, legacyKey: key)
     }

@@ -17,24 +17,36 @@ extension NativeIPCKey {
     /// Qt's `QNativeIpcKey::fromString()`: nil where Qt's result is invalid (type 0).
     public init?(string text: String) {
         guard let url = URLText.Parts(text), let type = KeyType(scheme: url.scheme) else { return nil }
-        guard url.authority == nil || url.authority == "" else { return nil }
+        // Qt refuses userinfo, a host or a port; empty ones (`posix://@:/x`) are allowed.
+        if let authority = url.authority, !URLText.isEmptyAuthority(authority) { return nil }
         var legacyKey: String?
-        if let query = url.query {
-            for item in query.split(separator: "&", omittingEmptySubsequences: true) {
-                let name: Substring
-                let value: Substring
+        if let query = url.query, !query.isEmpty {
+            // QUrlQuery: items split at `&` (empty items included, but not after a trailing `&`), name and value at the first `=`, each then
+            // decoded, unless a stray `%` makes the whole query literal (tolerant mode).
+            let literal = URLText.hasStrayPercent(query)
+            func decode(_ part: Substring.UnicodeScalarView) -> String {
+                let text = String(String.UnicodeScalarView(part))
+                return literal ? text : URLText.decodeComponent(text)
+            }
+            var items = query.unicodeScalars.split(separator: "&", omittingEmptySubsequences: false)
+            if items.count > 1 && items.last!.isEmpty { items.removeLast() }  // a trailing `&` ends the last item
+            for item in items {
+                let name: Substring.UnicodeScalarView
+                let value: Substring.UnicodeScalarView
                 if let eq = item.firstIndex(of: "=") {
                     name = item[..<eq]
                     value = item[item.index(after: eq)...]
                 } else {
                     name = item
-                    value = ""
+                    value = Substring.UnicodeScalarView()
                 }
-                guard URLText.decode(name) == "legacyKey" else { return nil }
-                legacyKey = URLText.decode(value)
+                guard decode(name) == "legacyKey" else { return nil }
+                legacyKey = decode(value)
             }
         }
-        self.init(type: type, nativeKey: URLText.decode(url.path[...]), legacyKey: legacyKey)
+        // An empty legacy key is no legacy key (Qt cannot tell them apart either).
+        if legacyKey?.isEmpty == true { legacyKey = nil }
+        self.init(type: type, nativeKey: URLText.decodeComponent(url.path), legacyKey: legacyKey)
     }
 }
 
@@ -96,17 +108,33 @@ enum URLText {
         return "%" + String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 0xF)])
     }
 
-    /// Fully decodes `%XX` escapes; a `%` not followed by two hex digits stays literal (tolerant mode).
-    /// Decoded bytes that are not valid UTF-8 become U+FFFD.
-    static func decode(_ text: Substring) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count)
+    /// Whether a `%` in `text` is not followed by two hex digits. QUrl's tolerant mode then takes every `%` of
+    /// that component literally.
+    static func hasStrayPercent(_ text: String) -> Bool {
         let utf8 = Array(text.utf8)
         var i = 0
         while i < utf8.count {
-            if utf8[i] == UInt8(ascii: "%"), i + 2 < utf8.count,
-                let high = hexValue(utf8[i + 1]), let low = hexValue(utf8[i + 2])
-            {
+            if utf8[i] == UInt8(ascii: "%") {
+                guard i + 2 < utf8.count, hexValue(utf8[i + 1]) != nil, hexValue(utf8[i + 2]) != nil else { return true }
+                i += 3
+            } else {
+                i += 1
+            }
+        }
+        return false
+    }
+
+    /// QUrl's tolerant-mode decoding of one component: if a `%` is stray, every `%` in the component is literal;
+    /// otherwise `%XX` escapes are decoded. Decoded bytes are read as UTF-8 the way Qt does: each byte of an invalid
+    /// sequence becomes U+FFFD.
+    static func decodeComponent(_ text: String) -> String {
+        if hasStrayPercent(text) { return text }
+        let utf8 = Array(text.utf8)
+        var i = 0
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        while i < utf8.count {
+            if utf8[i] == UInt8(ascii: "%"), let high = hexValue(utf8[i + 1]), let low = hexValue(utf8[i + 2]) {
                 bytes.append(high << 4 | low)
                 i += 3
             } else {
@@ -114,7 +142,57 @@ enum URLText {
                 i += 1
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return decodeUTF8LikeQt(bytes)
+    }
+
+    /// UTF-8 → String where every byte that does not start a valid, shortest-form, non-surrogate sequence
+    /// becomes one U+FFFD (Qt's `QString::fromUtf8`); Swift's decoder would merge some of them.
+    static func decodeUTF8LikeQt(_ bytes: [UInt8]) -> String {
+        var scalars = String.UnicodeScalarView()
+        var i = 0
+        func continuation(_ at: Int) -> UInt32? {
+            guard at < bytes.count, bytes[at] & 0xC0 == 0x80 else { return nil }
+            return UInt32(bytes[at] & 0x3F)
+        }
+        while i < bytes.count {
+            let lead = bytes[i]
+            var value: UInt32?
+            var length = 1
+            switch lead {
+            case 0x00...0x7F:
+                value = UInt32(lead)
+            case 0xC2...0xDF:
+                if let c1 = continuation(i + 1) { value = UInt32(lead & 0x1F) << 6 | c1; length = 2 }
+            case 0xE0...0xEF:
+                if let c1 = continuation(i + 1), let c2 = continuation(i + 2) {
+                    let v = UInt32(lead & 0x0F) << 12 | c1 << 6 | c2
+                    if v >= 0x800 && !(0xD800...0xDFFF).contains(v) { value = v; length = 3 }
+                }
+            case 0xF0...0xF4:
+                if let c1 = continuation(i + 1), let c2 = continuation(i + 2), let c3 = continuation(i + 3) {
+                    let v = UInt32(lead & 0x07) << 18 | c1 << 12 | c2 << 6 | c3
+                    if (0x10000...0x10FFFF).contains(v) { value = v; length = 4 }
+                }
+            default:
+                break
+            }
+            if let value, let scalar = Unicode.Scalar(value) {
+                scalars.append(scalar)
+                i += length
+            } else {
+                scalars.append("\u{FFFD}")
+                i += 1
+            }
+        }
+        return String(scalars)
+    }
+
+    /// An authority with no userinfo, host or port in it (`""`, `@`, `:`, `@:`).
+    static func isEmptyAuthority(_ authority: String) -> Bool {
+        var rest = Substring(authority)
+        if let at = rest.lastIndex(of: "@") { guard rest[..<at].isEmpty else { return false }; rest = rest[rest.index(after: at)...] }
+        if rest.hasPrefix(":") { rest = rest.dropFirst() }
+        return rest.isEmpty
     }
 
     static func hexValue(_ byte: UInt8) -> UInt8? {
@@ -127,7 +205,8 @@ enum URLText {
     }
 
     /// A URL split as RFC 3986 (and QUrl) does: scheme, optional authority, path, optional query.
-    /// The fragment is dropped (Qt ignores it).
+    /// The fragment is dropped (Qt ignores it). Works on Unicode scalars, not Characters: a combining mark or
+    /// a joiner after a delimiter must not hide it.
     struct Parts {
         var scheme: String
         var authority: String?
@@ -135,29 +214,34 @@ enum URLText {
         var query: String?
 
         init?(_ text: String) {
-            guard let colon = text.firstIndex(of: ":") else { return nil }
-            let scheme = text[..<colon]
-            guard let first = scheme.first, first.isASCII, first.isLetter,
-                scheme.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) })
+            let scalars = Array(text.unicodeScalars)
+            guard let colon = scalars.firstIndex(of: ":"), colon > 0 else { return nil }
+            let scheme = scalars[..<colon]
+            guard Self.isLetter(scheme.first!),
+                scheme.allSatisfy({ Self.isLetter($0) || ("0"..."9").contains($0) || "+-.".unicodeScalars.contains($0) })
             else { return nil }
-            self.scheme = scheme.lowercased()
-            var rest = text[text.index(after: colon)...]
+            self.scheme = String(String.UnicodeScalarView(scheme)).lowercased()
+            var rest = scalars[(colon + 1)...]
             if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
             if let question = rest.firstIndex(of: "?") {
-                query = String(rest[rest.index(after: question)...])
+                query = String(String.UnicodeScalarView(rest[(question + 1)...]))
                 rest = rest[..<question]
             } else {
                 query = nil
             }
-            if rest.hasPrefix("//") {
+            if rest.starts(with: ["/", "/"]) {
                 let afterSlashes = rest.dropFirst(2)
                 let end = afterSlashes.firstIndex(of: "/") ?? afterSlashes.endIndex
-                authority = String(afterSlashes[..<end])
+                authority = String(String.UnicodeScalarView(afterSlashes[..<end]))
                 rest = afterSlashes[end...]
             } else {
                 authority = nil
             }
-            path = String(rest)
+            path = String(String.UnicodeScalarView(rest))
+        }
+
+        static func isLetter(_ scalar: Unicode.Scalar) -> Bool {
+            ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar)
         }
     }
 }

@@ -1,0 +1,81 @@
+import Foundation
+import SharedMemoryKit
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Paths and facts the tests need: the built `shm-harness` binary, the Qt peer, unique keys.
+enum TestEnvironment {
+    /// The package root (this file is Tests/SharedMemoryKitTests/Support/TestEnvironment.swift).
+    static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<4 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// The `shm-harness` binary built beside the test bundle.
+    static let harness: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        // The xctest bundle may live in a nested directory.
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent("shm-harness").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return packageRoot + "/.build/debug/shm-harness"
+    }()
+
+    /// Runs the harness binary with `arguments`.
+    static func harness(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+        try ChildProcess([harness] + arguments, environment: environment)
+    }
+
+    /// The venv python that has PySide6 (made by scripts/qt-venv.sh), if present.
+    static let qtPython: String? = {
+        if let path = ProcessInfo.processInfo.environment["SHM_HARNESS_QT_PYTHON"],
+            FileManager.default.isExecutableFile(atPath: path)
+        {
+            return path
+        }
+        let path = packageRoot + "/.venv-qt/bin/python"
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }()
+
+    static var qtPeerScript: String { packageRoot + "/Tests/QtPeer/qt_peer.py" }
+
+    /// Why the Qt interop tests cannot run, or nil when they can.
+    static var qtUnavailableReason: String? {
+        qtPython == nil ? "no PySide6 virtual environment (run scripts/qt-venv.sh or the README's test command)" : nil
+    }
+
+    static let isRoot = geteuid() == 0
+
+    nonisolated(unsafe) private static var counter = 0
+    private static let counterLock = NSLock()
+
+    /// A legacy key unique to this process and call.
+    static func uniqueName(_ label: String = #function) -> String {
+        counterLock.lock()
+        counter += 1
+        let n = counter
+        counterLock.unlock()
+        let clean = label.filter { $0.isLetter || $0.isNumber }
+        return "tst\(getpid())n\(n)\(clean.prefix(24))"
+    }
+
+    /// A fresh key of `type` (legacy for System V and POSIX alike).
+    static func uniqueKey(_ type: NativeIPCKey.KeyType, _ label: String = #function) -> NativeIPCKey {
+        .legacy(uniqueName(label), type: type)
+    }
+}
+
+/// The two Unix backends, as test arguments.
+enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case systemV, posix
+    var type: NativeIPCKey.KeyType { self == .systemV ? .systemV : .posixRealtime }
+    var cliType: String { self == .systemV ? "systemv" : "posix" }
+    var testDescription: String { rawValue }
+}
