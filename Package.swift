@@ -42,6 +42,7 @@ let package = Package(
             name: "SharedMemoryKitTests",
             dependencies: [
                 "SharedMemoryKit",
+                "CShmShim",
                 "shm-harness",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -22,9 +22,9 @@ final class ObjectFile {
     let created: Bool
     private(set) var status: Stat
 
-    /// The byte range of the usage record.
-    static let usageStart: Int64 = Int64.max - 255
-    static let usageLength: Int64 = 1
+    /// Where usage records live: one byte per slot from here. A System V key file can anchor semaphore sets
+    /// of several `ftok` project ids (the slot is the id); POSIX objects use slot 0.
+    static let usageBase: Int64 = Int64.max - 511
 
     private init(path: String, fd: FileDescriptor, created: Bool, status: Stat) {
         self.path = path
@@ -131,22 +131,22 @@ final class ObjectFile {
     // MARK: usage record
 
     /// Records this process as a user of the object (a shared lock; waits while a remover holds it).
-    func recordUse(site: CallSite) throws(SharedMemoryError) {
+    func recordUse(slot: Int32 = 0, site: CallSite) throws(SharedMemoryError) {
         _ = try site.check("fcntl(F_OFD_SETLKW)", detail: path) {
-            shm_shim_ofd_lock(fd.rawValue, 0, Self.usageStart, Self.usageLength, 1)
+            shm_shim_ofd_lock(fd.rawValue, 0, Self.usageBase + Int64(slot), 1, 1)
         }
     }
 
-    /// Claims the object for removal: succeeds only if no other open file description records a use.
-    /// The claim holds until the file is closed.
-    func claimForRemoval() -> Bool {
-        if case .success = valueOrErrno({ shm_shim_ofd_lock(fd.rawValue, 1, Self.usageStart, Self.usageLength, 0) }) {
+    /// Claims the object for removal: succeeds only if no other open file description records a use in
+    /// `slot` (nil: in any slot). The claim holds until the file is closed.
+    func claimForRemoval(slot: Int32? = 0) -> Bool {
+        let start = Self.usageBase + Int64(slot ?? 0)
+        let length: Int64 = slot == nil ? 256 : 1
+        if case .success = valueOrErrno({ shm_shim_ofd_lock(fd.rawValue, 1, start, length, 0) }) {
             return true
         }
         // A read-only descriptor cannot take an exclusive lock; ask instead (callers hold the object's lock).
-        if case .success(0) = valueOrErrno({
-            shm_shim_ofd_conflicts(fd.rawValue, 1, Self.usageStart, Self.usageLength)
-        }) {
+        if case .success(0) = valueOrErrno({ shm_shim_ofd_conflicts(fd.rawValue, 1, start, length) }) {
             return true
         }
         return false

@@ -34,7 +34,7 @@ final class SystemVSemaphore: SemaphoreBackend {
             attempt += 1
             let file = try ObjectFile.openKeyFile(
                 key.nativeKey, create: true, allowForeignOwner: allowForeignOwner, site: site)
-            try file.recordUse(site: site)
+            try file.recordUse(slot: projectID, site: site)
             // A remover may have unlinked the file between our open and our lock: start again.
             guard file.isStillAtPath else {
                 if attempt < 100 { continue }
@@ -118,9 +118,10 @@ final class SystemVSemaphore: SemaphoreBackend {
 
     func close(removeIfUnused: Bool) {
         guard semid >= 0 else { return }
-        if removeIfUnused && managed && keyFile.claimForRemoval() {
+        if removeIfUnused && managed && keyFile.claimForRemoval(slot: key.type.projectID!) {
             _ = shm_shim_semctl_rmid(semid)
-            keyFile.unlinkIfStillAtPath()
+            // The key file may anchor sets of other ftok ids too: it goes only when none is in use.
+            if keyFile.claimForRemoval(slot: nil) { keyFile.unlinkIfStillAtPath() }
         }
         semid = -1
     }

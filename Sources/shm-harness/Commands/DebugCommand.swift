@@ -66,13 +66,17 @@ struct DebugCommand: ParsableCommand {
         @Option var timeout: Double?
         @Option var initialValue: Int = 0
         @Flag(help: "Stay until a line on stdin before closing.") var hold = false
+        @Flag(help: "Release after each acquire.") var releaseAfter = false
 
         func run() throws {
             let semaphore = try SystemSemaphore(
                 key: keyOptions.resolve(kind: .systemSemaphore), initialValue: initialValue)
             switch operation {
             case "acquire":
-                for _ in 0..<count { try semaphore.acquire(timeout: timeout.map { .seconds($0) }) }
+                for _ in 0..<count {
+                    try semaphore.acquire(timeout: timeout.map { .seconds($0) })
+                    if releaseAfter { try semaphore.release() }
+                }
             case "release": try semaphore.release(count)
             case "value": print(try semaphore.value())
             case "open": break
