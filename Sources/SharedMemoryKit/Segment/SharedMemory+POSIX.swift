@@ -104,8 +104,9 @@ final class POSIXSegment: SegmentBackend {
         return true
     }
 
+    /// A segment is a regular file at the path (a symlink planted there is not one: nobody can attach to it).
     func exists() -> Bool {
-        (try? FilePath(path).stat(followTargetSymlink: false)) != nil
+        (try? FilePath(path).stat(followTargetSymlink: false))?.type == .regular
     }
 
     deinit {

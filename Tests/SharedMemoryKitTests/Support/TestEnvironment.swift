@@ -53,6 +53,21 @@ enum TestEnvironment {
 
     static let isRoot = geteuid() == 0
 
+    /// Runs the harness as `nobody` (setpriv drops uid, gid and supplementary groups).
+    static func harnessAsNobody(_ arguments: [String]) throws -> ChildProcess {
+        try ChildProcess(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", harness] + arguments)
+    }
+
+    /// Why tests that drop to another user cannot run here, or nil when they can.
+    static let secondUserUnavailableReason: String? = {
+        guard isRoot else { return "needs root to drop to nobody" }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return "setpriv (util-linux) is missing" }
+        guard let probe = try? harnessAsNobody(["--version"]), let status = try? probe.wait(timeout: 30),
+            status.exitCode == 0
+        else { return "nobody cannot run \(harness) (a directory on its path is not searchable by others)" }
+        return nil
+    }()
+
     nonisolated(unsafe) private static var counter = 0
     private static let counterLock = NSLock()
 

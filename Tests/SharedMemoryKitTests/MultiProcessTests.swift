@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@testable import SharedMemoryKit
+
+/// Several processes on one segment: the helpers are `shm-harness` itself (create, dump, write, debug …).
+@Suite struct MultiProcessTests {
+    static func cli(_ key: NativeIPCKey) -> [String] { ["--native-key", key.toString()!] }
+
+    /// One process creates and writes; another attaches and reads, through the CLI in both directions.
+    @Test(arguments: Backend.allCases)
+    func createWriteThenAttachRead(backend: Backend) throws {
+        let name = TestEnvironment.uniqueName()
+        let key = NativeIPCKey.legacy(name, type: backend.type)
+        let creator = try TestEnvironment.harness(["create", "--key", name, "--type", backend.cliType, "--size", "64"])
+        let printed = try #require(creator.readLine(timeout: 20))
+        #expect(printed == key.toString())
+
+        let writer = try TestEnvironment.harness(["write", "--offset", "4"] + Self.cli(key))
+        writer.send("hello from another process")
+        writer.closeInput()
+        #expect(try writer.wait().exitCode == 0, "\(writer.standardError())")
+
+        let reader = SharedMemory(key: key)
+        try reader.attach(.readOnly)
+        #expect(try reader.read(at: 4, count: 27) == Array("hello from another process\n".utf8))
+        try reader.detach()
+
+        let dumper = try TestEnvironment.harness(["dump", "--offset", "4", "--length", "5", "--key", name, "--type", backend.cliType])
+        #expect(dumper.readLine(timeout: 20) == "hello")
+        #expect(try dumper.wait().exitCode == 0)
+
+        kill(creator.pid, SIGTERM)
+        #expect(try creator.wait().exitCode == 0, "create detaches on SIGTERM: \(creator.standardError())")
+        #expect(Traces.of(key).isEmpty)
+    }
+
+    /// N processes add to one counter under the segment's lock: no update is lost.
+    @Test(arguments: Backend.allCases)
+    func counterUnderLockLosesNothing(backend: Backend) throws {
+        let key = TestEnvironment.uniqueKey(backend.type)
+        var leaks = LeakCheck(key)
+        let owner = SharedMemory(key: key)
+        try owner.create(size: 64)
+        leaks.remember()
+        let workers = 6
+        let iterations = 1500
+        var helpers: [ChildProcess] = []
+        for _ in 0..<workers {
+            helpers.append(try TestEnvironment.harness(["debug", "add", "--iterations", "\(iterations)"] + Self.cli(key)))
+        }
+        for helper in helpers { #expect(try helper.wait(timeout: 120).exitCode == 0, "\(helper.standardError())") }
+        let bytes = try owner.read(at: 0, count: 8)
+        let total = bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        #expect(total == UInt64(workers * iterations))
+        try owner.detach()
+        leaks.expectClean()
+    }
+
+    /// The same storm without the lock loses updates: proof that the counter test can fail.
+    @Test func counterWithoutLockLosesUpdates() throws {
+        let key = TestEnvironment.uniqueKey(.posixRealtime)
+        let owner = SharedMemory(key: key)
+        try owner.create(size: 64)
+        var helpers: [ChildProcess] = []
+        for _ in 0..<4 {
+            helpers.append(try TestEnvironment.harness(["debug", "add", "--no-lock", "--iterations", "200000"] + Self.cli(key)))
+        }
+        for helper in helpers { #expect(try helper.wait(timeout: 120).exitCode == 0) }
+        let bytes = try owner.read(at: 0, count: 8)
+        let total = bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        withKnownIssue("unsynchronised increments may, rarely, all land", isIntermittent: true) {
+            #expect(total < 800_000)
+        }
+        try owner.detach()
+    }
+
+    /// A process SIGKILLed while holding the System V lock does not block the others (SEM_UNDO), as in Qt.
+    @Test func systemVHolderKilledDoesNotBlock() throws {
+        let key = TestEnvironment.uniqueKey(.systemV)
+        var leaks = LeakCheck(key)
+        let owner = SharedMemory(key: key)
+        try owner.create(size: 64)
+        leaks.remember()
+        let holder = try TestEnvironment.harness(["debug", "hold-lock", "--crash"] + Self.cli(key))
+        #expect(holder.readLine(timeout: 20) == "locked")
+        #expect(try holder.wait().signal == SIGKILL)
+        try owner.lock(timeout: .seconds(5))
+        try owner.unlock()
+        try owner.detach()
+        leaks.expectClean()
+    }
+
+    /// POSIX semaphores have no undo: a holder that dies leaves the lock taken. Qt then hangs every later
+    /// lock, attach and detach; ours fails with lock-error after the timeout, and detaches cleanly.
+    @Test func posixHolderKilledGivesLockErrorNotAHang() throws {
+        let key = TestEnvironment.uniqueKey(.posixRealtime)
+        let owner = SharedMemory(key: key, options: .init(operationTimeout: .milliseconds(300)))
+        try owner.create(size: 64)
+        let holder = try TestEnvironment.harness(["debug", "hold-lock", "--crash"] + Self.cli(key))
+        #expect(holder.readLine(timeout: 20) == "locked")
+        #expect(try holder.wait().signal == SIGKILL)
+        do {
+            try owner.lock(timeout: .milliseconds(200))
+            Issue.record("the lock of a dead holder was taken")
+        } catch {
+            #expect(error.code == .lockError)
+        }
+        let late = SharedMemory(key: key, options: .init(operationTimeout: .milliseconds(200)))
+        do { try late.attach(); Issue.record("attach went through a dead holder's lock") } catch {
+            #expect(error.code == .lockError)
+        }
+        // Detach cannot take the lock either: it reports lock-error instead of hanging (the mapping goes when
+        // the object does).
+        #expect(throws: SharedMemoryError.self) { try owner.detach() }
+        #expect(owner.isAttached)
+        // Recovery, as a user would: the segment and its dead lock are removed by hand.
+        let bare = key.nativeKey.dropFirst()
+        unlink("/dev/shm/\(bare)")
+        unlink("/dev/shm/sem.\(key.lockSemaphoreKey().nativeKey.dropFirst())")
+        #expect(Traces.of(key).isEmpty)
+    }
+
+    /// Divergence: Qt's failing `create()` on an existing key resets (System V) or re-creates (POSIX) the lock
+    /// while another process holds it. Ours leaves the held lock held.
+    @Test(arguments: Backend.allCases)
+    func failedCreateDoesNotBreakAHeldLock(backend: Backend) throws {
+        let key = TestEnvironment.uniqueKey(backend.type)
+        let owner = SharedMemory(key: key)
+        try owner.create(size: 64)
+        let holder = try TestEnvironment.harness(["debug", "hold-lock"] + Self.cli(key))
+        #expect(holder.readLine(timeout: 20) == "locked")
+        let intruder = SharedMemory(key: key, options: .init(operationTimeout: .milliseconds(300)))
+        do { try intruder.create(size: 64); Issue.record("create on an existing key succeeded") } catch {
+            // The intruder cannot even take the lock to look: lock-error, and nothing was reset.
+            #expect([.alreadyExists, .lockError].contains(error.code))
+        }
+        #expect(try !owner.tryLock(), "the holder's lock is still held")
+        holder.send("")
+        #expect(holder.readLine(timeout: 20) == "released")
+        #expect(try holder.wait().exitCode == 0)
+        #expect(try owner.tryLock())
+        try owner.unlock()
+        try owner.detach()
+        #expect(Traces.of(key).isEmpty)
+    }
+
+    /// Ours removes a POSIX segment at the last detach of any process using the library, crashes included:
+    /// an attacher that dies does not keep it alive, and the survivor's detach removes it.
+    @Test func posixSegmentGoesWithTheLastUserEvenAfterACrash() throws {
+        let key = TestEnvironment.uniqueKey(.posixRealtime)
+        let owner = SharedMemory(key: key)
+        try owner.create(size: 64)
+        let crasher = try TestEnvironment.harness(["debug", "hold-lock", "--crash"] + Self.cli(key))
+        #expect(crasher.readLine(timeout: 20) == "locked")
+        #expect(try crasher.wait().signal == SIGKILL)
+        // The crash left the POSIX lock taken (no undo): release it by hand, as recovery would.
+        let lock = try SystemSemaphore(key: key.lockSemaphoreKey())
+        try lock.release()
+        lock.close(removeIfUnused: false)
+        try owner.detach()
+        #expect(Traces.of(key).isEmpty, "the segment and its lock went with the last live user")
+    }
+
+    /// A segment outlives its creator while another process is attached; the last detach removes it.
+    @Test(arguments: Backend.allCases)
+    func lastDetacherRemoves(backend: Backend) throws {
+        let key = TestEnvironment.uniqueKey(backend.type)
+        var leaks = LeakCheck(key)
+        let creator = try TestEnvironment.harness(["create", "--size", "128", "--hold-seconds", "0"] + Self.cli(key))
+        let printed = creator.readLine(timeout: 20)
+        #expect(printed == key.toString())
+        // The creator detached at once: nobody else was attached, so the segment is gone already.
+        #expect(try creator.wait().exitCode == 0)
+        leaks.expectClean()
+
+        let holder = try TestEnvironment.harness(["create", "--size", "128"] + Self.cli(key))
+        #expect(holder.readLine(timeout: 20) == key.toString())
+        let attacher = SharedMemory(key: key)
+        try attacher.attach()
+        leaks.remember()
+        kill(holder.pid, SIGTERM)
+        #expect(try holder.wait().exitCode == 0)
+        #expect(!Traces.of(key).isEmpty, "still attached here")
+        try attacher.detach()
+        leaks.expectClean()
+    }
+}
