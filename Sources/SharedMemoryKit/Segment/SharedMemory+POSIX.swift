@@ -104,9 +104,13 @@ final class POSIXSegment: SegmentBackend {
         return true
     }
 
-    /// A segment is a regular file at the path (a symlink planted there is not one: nobody can attach to it).
-    func exists() -> Bool {
-        (try? FilePath(path).stat(followTargetSymlink: false))?.type == .regular
+    /// POSIX has no attach count: a process is attached when it maps the segment's file, which
+    /// /proc/PID/maps shows (device and inode). A symlink planted at the path is no segment.
+    func isAttachedByAnyProcess() -> Bool {
+        guard let status = try? FilePath(path).stat(followTargetSymlink: false), status.type == .regular else {
+            return false
+        }
+        return ProcessMaps.anyProcessMaps(inode: UInt64(status.inode.rawValue))
     }
 
     deinit {

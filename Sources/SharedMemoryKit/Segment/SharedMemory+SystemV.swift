@@ -98,11 +98,16 @@ final class SystemVSegment: SegmentBackend {
         return true
     }
 
-    func exists() -> Bool {
+    /// The kernel's attach count (`shm_nattch`) counts every process, Qt's included.
+    func isAttachedByAnyProcess() -> Bool {
         let site = CallSite(operation: "probe")
         guard let file = try? ObjectFile.openKeyFile(key.nativeKey, create: false, allowForeignOwner: true, site: site)
         else { return false }
-        return shmget(file.ftokKey(projectID: key.type.projectID!), 0, 0) >= 0
+        let id = shmget(file.ftokKey(projectID: key.type.projectID!), 0, 0)
+        guard id >= 0 else { return false }
+        var attached: UInt = 0
+        guard shm_shim_shmctl_stat(id, nil, &attached, nil, nil, nil, nil, nil) == 0 else { return false }
+        return attached > 0
     }
 
     deinit {

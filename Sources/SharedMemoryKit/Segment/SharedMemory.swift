@@ -54,7 +54,7 @@ public final class SharedMemory {
 
     deinit {
         if segment != nil { try? detach() }
-        if semaphore != nil { closeSemaphore(removeIfUnused: !makeBackend().exists()) }
+        if semaphore != nil { closeSemaphore(removeIfUnused: !makeBackend().isAttachedByAnyProcess()) }
     }
 
     /// Whether this object is attached.
@@ -240,9 +240,11 @@ public final class SharedMemory {
         } catch {
             failure = error
         }
-        // The lock semaphore goes with the segment: only when no segment is left under this key (checked while
-        // still locked) may it be removed, and then only if no other process using this library has it open.
-        let segmentGone = segment == nil && !makeBackend().exists()
+        // The lock semaphore goes with the segment: only when no process (of any kind: Qt's count too) is
+        // attached to a segment under this key, checked while still locked, may it be removed, and then only
+        // if no other process using this library has it open. A segment nobody is attached to (Qt's leaked
+        // POSIX segments, a crashed creator's System V one) does not keep it.
+        let segmentGone = segment == nil && !makeBackend().isAttachedByAnyProcess()
         // Qt releases the caller's own lock too when detaching while locked; keep its lock otherwise.
         if !alreadyLocked || segment == nil {
             try? semaphore.release(1)
@@ -270,6 +272,6 @@ protocol SegmentBackend: AnyObject {
     func detach(site: CallSite) throws(SharedMemoryError)
     /// Removes a segment this object created if no one attached to it (after a failed attach).
     func destroyIfUnused() -> Bool
-    /// Whether a segment exists under the key now.
-    func exists() -> Bool
+    /// Whether any process is attached to a segment under the key now.
+    func isAttachedByAnyProcess() -> Bool
 }
