@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@testable import SharedMemoryKit
+
+/// The CLI contract, run as users run it: the built `shm-harness` binary.
+@Suite struct CLITests {
+    static func run(_ arguments: [String], input: String? = nil) throws -> (status: ChildProcess.Termination, out: [String], err: String) {
+        let child = try TestEnvironment.harness(arguments)
+        if let input { child.send(input) }
+        child.closeInput()
+        let out = child.remainingOutput(timeout: 30)
+        let status = try child.wait(timeout: 30)
+        return (status, out, child.standardError())
+    }
+
+    @Test func keyPrintsQtsString() throws {
+        let r = try Self.run(["key", "--", "test"])
+        #expect(r.status.exitCode == 0)
+        #expect(r.out == [NativeIPCKey.legacy("test").toString()!])
+        #expect(try Self.run(["key", "--type", "posix", "--semaphore", "--", "Noël"]).out
+            == ["posix:/qipc_systemsem_Nolf74a492d6bd59d7591144462d27aa3e29d1701c1?legacyKey=Noël"])
+        #expect(try Self.run(["key", "--type", "posix", "--native", "--", "hello"]).out
+            == ["/qipc_sharedmemory_helloaaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"])
+        // A key that looks like a flag goes after `--`.
+        #expect(try Self.run(["key", "--type", "posix", "--native", "--", "--weird"]).out
+            == [NativeIPCKey.legacy("--weird", type: .posixRealtime).nativeKey])
+    }
+
+    @Test func keyMatchesTheQtVectors() throws {
+        // A sample of the recorded vectors, through the CLI (the library test covers all of them).
+        for v in KeyVectorTests.vectors.legacy.prefix(400) where [81, 256].contains(v.type) && !v.key.isEmpty
+            && !v.key.contains("\0") && !v.key.contains("\n") && !v.key.contains("\r")
+        {
+            var args = ["key", "--type", v.type == 81 ? "systemv" : "posix"]
+            if v.kind == "systemsemaphore" { args.append("--semaphore") }
+            let r = try Self.run(args + ["--", v.key])
+            #expect(r.out == [v.string ?? ""], "\(v.key.debugDescription)")
+        }
+    }
+
+    @Test func badInputExitsWith2() throws {
+        for args in [["key"], ["create", "--key", "x"], ["create", "--size", "5"], ["dump", "--key", "a", "--native-key", "posix:/a"],
+                     ["dump", "--native-key", "bogus"], ["key", "--type", "windows", "--", "x"], ["no-such-command"]]
+        {
+            let r = try Self.run(args)
+            #expect(r.status.exitCode == 2, "\(args): \(r.status) \(r.err)")
+            #expect(!r.err.isEmpty)
+        }
+    }
+
+    @Test func operationErrorsExitWith1AndSayWhat() throws {
+        let key = TestEnvironment.uniqueKey(.posixRealtime)
+        let r = try Self.run(["dump", "--native-key", key.toString()!])
+        #expect(r.status.exitCode == 1)
+        #expect(r.err.contains("not-found"))
+        #expect(r.err.contains(key.toString()!))
+        #expect(Traces.of(key).isEmpty)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func createHoldsUntilTheTimeThenDetaches(backend: Backend) throws {
+        let key = TestEnvironment.uniqueKey(backend.type)
+        let creator = try TestEnvironment.harness(["create", "--size", "32", "--hold-seconds", "1"] + ["--native-key", key.toString()!])
+        #expect(creator.readLine(timeout: 20) == key.toString())
+        let dump = try Self.run(["dump", "--native-key", key.toString()!])
+        #expect(dump.status.exitCode == 0)
+        #expect(try creator.wait(timeout: 20).exitCode == 0)
+        #expect(Traces.of(key).isEmpty)
+    }
+
+    @Test func writeThenDumpRoundTrip() throws {
+        let key = TestEnvironment.uniqueKey(.systemV)
+        let owner = SharedMemory(key: key)
+        try owner.create(size: 16)
+        let w = try Self.run(["write", "--offset", "3", "--native-key", key.toString()!], input: "abc")
+        #expect(w.status.exitCode == 0, "\(w.err)")
+        let d = try Self.run(["dump", "--offset", "3", "--length", "3", "--no-lock", "--native-key", key.toString()!])
+        #expect(d.out == ["abc"])
+        let past = try Self.run(["write", "--offset", "15", "--native-key", key.toString()!], input: "toolong")
+        #expect(past.status.exitCode == 1)
+        #expect(past.err.contains("invalid-size"))
+        try owner.detach()
+    }
+}
