@@ -1,0 +1,103 @@
+/* segment_sysv.c - System V segments keyed by ftok(keyfile, type), as Qt's System V backend and
+ * Segment/SharedMemory+SystemV.swift: key file 0640 in the temp dir, segment 0600, destroyed (IPC_RMID and,
+ * for a legacy key, the key file unlinked) by whoever detaches last. */
+#include "internal.h"
+
+#include <errno.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <unistd.h>
+
+int shmh_sysv_segment_create(struct shmh_backend *b, size_t size, const struct shmh_site *site) {
+    struct shmh_objfile file;
+    if (shmh_objfile_open_key(&file, b->key->native, true, b->allow_foreign, site) == -1) return -1;
+    key_t ipc_key = shmh_objfile_ftok(&file, b->key->type);
+    int id = shmget(ipc_key, size, IPC_CREAT | IPC_EXCL | 0600);
+    if (id == -1) {
+        int err = errno;
+        /* Qt's rule: the key file goes if this call made it, unless the segment already existed. */
+        if (file.created && err != EEXIST) shmh_objfile_unlink_if_still_at_path(&file);
+        shmh_objfile_close(&file);
+        return shmh_fail_call(site, "shmget", SHMH_OP_SIZE, err, "key 0x%x, size %zu", (unsigned)ipc_key, size);
+    }
+    b->shmid = id;
+    b->file = file;
+    return 0;
+}
+
+int shmh_sysv_segment_attach(struct shmh_backend *b, enum shmh_access access, const struct shmh_site *site) {
+    struct shmh_objfile opened = {.fd = -1};
+    struct shmh_objfile *file = &b->file;
+    if (b->file.fd < 0) {
+        if (shmh_objfile_open_key(&opened, b->key->native, false, b->allow_foreign, site) == -1) return -1;
+        file = &opened;
+    }
+    key_t ipc_key = shmh_objfile_ftok(file, b->key->type);
+    int id = shmget(ipc_key, 0, access == SHMH_READ_ONLY ? 0400 : 0600);
+    struct shmid_ds ds;
+    const char *call = "shmget";
+    if (id != -1) call = shmctl(id, IPC_STAT, &ds) == -1 ? "shmctl(IPC_STAT)" : NULL;
+    if (call) {
+        int err = errno;
+        shmh_objfile_close(&opened);
+        return shmh_fail_call(site, call, SHMH_OP_GENERIC, err, "key 0x%x", (unsigned)ipc_key);
+    }
+    if (!b->allow_foreign && ds.shm_perm.uid != geteuid() && ds.shm_perm.cuid != geteuid()) {
+        shmh_objfile_close(&opened);
+        return shmh_fail_refuse(site, SHMH_PERMISSION_DENIED, EACCES,
+                                "segment %d (key 0x%x) belongs to uid %u; set allow_foreign_owner to use it", id,
+                                (unsigned)ipc_key, (unsigned)ds.shm_perm.uid);
+    }
+    void *address = shmat(id, NULL, access == SHMH_READ_ONLY ? SHM_RDONLY : 0);
+    if (address == (void *)-1) {
+        int err = errno;
+        shmh_objfile_close(&opened);
+        return shmh_fail_call(site, "shmat", SHMH_OP_GENERIC, err, "key 0x%x", (unsigned)ipc_key);
+    }
+    if (file == &opened) b->file = opened;
+    b->shmid = id;
+    b->address = address;
+    b->size = ds.shm_segsz;
+    b->access = access;
+    return 0;
+}
+
+int shmh_sysv_segment_detach(struct shmh_backend *b, const struct shmh_site *site) {
+    if (b->address) {
+        if (shmdt(b->address) == -1) return shmh_fail_call(site, "shmdt", SHMH_OP_SEMOP, errno, NULL);
+        b->address = NULL;
+    }
+    shmh_sysv_segment_destroy_if_unused(b);
+    return 0;
+}
+
+/* Qt's clean-up: when nobody is attached any more, IPC_RMID and unlink the key file. */
+bool shmh_sysv_segment_destroy_if_unused(struct shmh_backend *b) {
+    if (b->shmid < 0) return false;
+    int id = b->shmid;
+    b->shmid = -1;
+    struct shmid_ds ds;
+    if (shmctl(id, IPC_STAT, &ds) != 0 || ds.shm_nattch != 0) return false;
+    shmctl(id, IPC_RMID, NULL);
+    /* With a native (non-legacy) key, the lock semaphore uses the same key file: leave the file to the
+     * semaphore, which removes both when its last user is done. */
+    if (b->key->legacy && b->file.fd >= 0) shmh_objfile_unlink_if_still_at_path(&b->file);
+    return true;
+}
+
+/* The kernel's attach count (shm_nattch) counts every process, Qt's included. */
+bool shmh_sysv_segment_attached_by_any_process(const struct shmh_key *key) {
+    struct shmh_site site = {"probe", NULL, NULL};
+    struct shmh_failure saved;
+    shmh_fail_save(&saved);
+    struct shmh_objfile file;
+    bool attached = false;
+    if (shmh_objfile_open_key(&file, key->native, false, true, &site) == 0) {
+        int id = shmget(shmh_objfile_ftok(&file, key->type), 0, 0);
+        struct shmid_ds ds;
+        attached = id >= 0 && shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_nattch > 0;
+        shmh_objfile_close(&file);
+    }
+    shmh_fail_restore(&saved);
+    return attached;
+}
