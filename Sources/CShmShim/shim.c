@@ -131,3 +131,328 @@ const int SHM_SHIM_O_RDONLY = O_RDONLY;
 const int SHM_SHIM_O_RDWR = O_RDWR;
 const int SHM_SHIM_O_DIRECTORY = O_DIRECTORY;
 const int SHM_SHIM_O_PATH = O_PATH;
+
+// ===================== file-backed sharing: memfd, seals, statfs, futex, robust mutex, SIGBUS, SCM_RIGHTS
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/vfs.h>
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
+#ifndef FALLOC_FL_KEEP_SIZE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#endif
+#ifndef FALLOC_FL_PUNCH_HOLE
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#endif
+
+int shm_shim_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
+const unsigned int SHM_SHIM_MFD_CLOEXEC = MFD_CLOEXEC;
+const unsigned int SHM_SHIM_MFD_ALLOW_SEALING = MFD_ALLOW_SEALING;
+
+int shm_shim_add_seals(int fd, unsigned int seals) { return fcntl(fd, F_ADD_SEALS, (int)seals); }
+int shm_shim_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+const unsigned int SHM_SHIM_F_SEAL_SEAL = F_SEAL_SEAL;
+const unsigned int SHM_SHIM_F_SEAL_SHRINK = F_SEAL_SHRINK;
+const unsigned int SHM_SHIM_F_SEAL_GROW = F_SEAL_GROW;
+const unsigned int SHM_SHIM_F_SEAL_WRITE = F_SEAL_WRITE;
+const unsigned int SHM_SHIM_F_SEAL_FUTURE_WRITE = F_SEAL_FUTURE_WRITE;
+const unsigned int SHM_SHIM_F_SEAL_EXEC = F_SEAL_EXEC;
+
+const int SHM_SHIM_FALLOC_PUNCH_HOLE = FALLOC_FL_PUNCH_HOLE;
+
+int shm_shim_fallocate(int fd, int mode, int64_t offset, int64_t length) {
+    if (mode & FALLOC_FL_PUNCH_HOLE) mode |= FALLOC_FL_KEEP_SIZE;
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}
+
+int shm_shim_statfs_type(const char *path, uint64_t *type) {
+    struct statfs st;
+    if (statfs(path, &st) == -1) return -1;
+    if (type) *type = (uint64_t)(unsigned long)st.f_type;
+    return 0;
+}
+
+int shm_shim_fstatfs_type(int fd, uint64_t *type) {
+    struct statfs st;
+    if (fstatfs(fd, &st) == -1) return -1;
+    if (type) *type = (uint64_t)(unsigned long)st.f_type;
+    return 0;
+}
+
+const uint64_t SHM_SHIM_TMPFS_MAGIC = 0x01021994;  // linux/magic.h TMPFS_MAGIC
+const uint64_t SHM_SHIM_RAMFS_MAGIC = 0x858458f6;  // linux/magic.h RAMFS_MAGIC
+const int SHM_SHIM_O_TMPFILE = O_TMPFILE;
+
+// --- futex ---
+
+int shm_shim_futex_wait(uint32_t *word, uint32_t expected, int64_t deadline_ns) {
+    struct timespec ts;
+    struct timespec *tsp = NULL;
+    if (deadline_ns >= 0) {
+        ts.tv_sec = (time_t)(deadline_ns / 1000000000LL);
+        ts.tv_nsec = (long)(deadline_ns % 1000000000LL);
+        tsp = &ts;
+    }
+    // FUTEX_WAIT_BITSET takes an absolute deadline (CLOCK_MONOTONIC without FUTEX_CLOCK_REALTIME), so a
+    // retry after EINTR or a spurious wake-up keeps the caller's deadline without recomputing it.
+    return (int)syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+int shm_shim_futex_wake(uint32_t *word, int count) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
+int64_t shm_shim_monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+// --- robust mutex ---
+
+size_t shm_shim_pthread_mutex_size(void) { return sizeof(pthread_mutex_t); }
+size_t shm_shim_pthread_mutex_alignment(void) { return _Alignof(pthread_mutex_t); }
+
+static int shm_shim_fail(int rc) {
+    errno = rc;
+    return -1;
+}
+
+int shm_shim_robust_mutex_init(void *mutex) {
+    pthread_mutexattr_t attr;
+    int rc = pthread_mutexattr_init(&attr);
+    if (rc != 0) return shm_shim_fail(rc);
+    if ((rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) == 0 &&
+        (rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) == 0 &&
+        (rc = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_NORMAL)) == 0) {
+        rc = pthread_mutex_init((pthread_mutex_t *)mutex, &attr);
+    }
+    pthread_mutexattr_destroy(&attr);
+    return rc == 0 ? 0 : shm_shim_fail(rc);
+}
+
+int shm_shim_robust_mutex_lock(void *mutex, int64_t timeout_ns) {
+    pthread_mutex_t *m = (pthread_mutex_t *)mutex;
+    int rc;
+    if (timeout_ns < 0) {
+        rc = pthread_mutex_lock(m);
+    } else if (timeout_ns == 0) {
+        rc = pthread_mutex_trylock(m);
+    } else {
+        int64_t deadline = shm_shim_monotonic_ns() + timeout_ns;
+        struct timespec abs;
+        abs.tv_sec = (time_t)(deadline / 1000000000LL);
+        abs.tv_nsec = (long)(deadline % 1000000000LL);
+        rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &abs);
+    }
+    return rc == 0 ? 0 : shm_shim_fail(rc);
+}
+
+int shm_shim_robust_mutex_unlock(void *mutex) {
+    int rc = pthread_mutex_unlock((pthread_mutex_t *)mutex);
+    return rc == 0 ? 0 : shm_shim_fail(rc);
+}
+
+int shm_shim_robust_mutex_consistent(void *mutex) {
+    int rc = pthread_mutex_consistent((pthread_mutex_t *)mutex);
+    return rc == 0 ? 0 : shm_shim_fail(rc);
+}
+
+// --- SIGBUS guard ---
+// A thread arms the guard around one memcpy. The handler, installed once, jumps back only when the guard
+// is armed on the faulting thread and the signal came from the kernel (si_code > 0: a real fault, not a
+// kill(2)); anything else goes to the handler that was installed before ours (or the default action).
+
+static struct sigaction shm_shim_previous_bus;
+static pthread_once_t shm_shim_bus_once = PTHREAD_ONCE_INIT;
+static int shm_shim_bus_install_error;
+static _Atomic uint64_t shm_shim_bus_faults;
+static __thread sigjmp_buf shm_shim_bus_jump;
+static __thread volatile sig_atomic_t shm_shim_bus_armed;
+
+static void shm_shim_bus_handler(int sig, siginfo_t *info, void *context) {
+    if (shm_shim_bus_armed && info != NULL && info->si_code > 0) {
+        shm_shim_bus_armed = 0;
+        siglongjmp(shm_shim_bus_jump, 1);
+    }
+    if (shm_shim_previous_bus.sa_flags & SA_SIGINFO) {
+        if (shm_shim_previous_bus.sa_sigaction != NULL) {
+            shm_shim_previous_bus.sa_sigaction(sig, info, context);
+            return;
+        }
+    } else if (shm_shim_previous_bus.sa_handler != SIG_DFL && shm_shim_previous_bus.sa_handler != SIG_IGN) {
+        shm_shim_previous_bus.sa_handler(sig);
+        return;
+    }
+    // The default action. SIGBUS is blocked while we run: the raised signal is delivered on return (and a
+    // faulting instruction faults again), so the process dies with SIGBUS as it would without us.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGBUS, &dfl, NULL);
+    raise(SIGBUS);
+}
+
+static void shm_shim_bus_install(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = shm_shim_bus_handler;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGBUS, &action, &shm_shim_previous_bus) == -1) shm_shim_bus_install_error = errno;
+}
+
+int shm_shim_guarded_copy(void *dst, const void *src, size_t n) {
+    pthread_once(&shm_shim_bus_once, shm_shim_bus_install);
+    if (shm_shim_bus_install_error != 0) return shm_shim_fail(shm_shim_bus_install_error);
+    if (sigsetjmp(shm_shim_bus_jump, 0) != 0) {
+        // Back from the handler: SIGBUS is still blocked on this thread (savemask 0 keeps the fast path
+        // free of a sigprocmask call), so unblock it here.
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGBUS);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        atomic_fetch_add(&shm_shim_bus_faults, 1);
+        return shm_shim_fail(EFAULT);
+    }
+    shm_shim_bus_armed = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    memcpy(dst, src, n);
+    atomic_signal_fence(memory_order_seq_cst);
+    shm_shim_bus_armed = 0;
+    return 0;
+}
+
+uint64_t shm_shim_guarded_faults(void) { return atomic_load(&shm_shim_bus_faults); }
+
+// --- Unix sockets and SCM_RIGHTS ---
+
+static int shm_shim_unix_address(const char *path, struct sockaddr_un *addr) {
+    memset(addr, 0, sizeof *addr);
+    addr->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof addr->sun_path) return shm_shim_fail(ENAMETOOLONG);
+    strcpy(addr->sun_path, path);
+    return 0;
+}
+
+static int shm_shim_close_keeping_errno(int fd) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+int shm_shim_unix_listen(const char *path) {
+    struct sockaddr_un addr;
+    if (shm_shim_unix_address(path, &addr) == -1) return -1;
+    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (s == -1) return -1;
+    // bind(2) gives the socket file the socket inode's mode minus the umask: 0600 whatever the umask.
+    if (fchmod(s, 0600) == -1) return shm_shim_close_keeping_errno(s);
+    if (bind(s, (struct sockaddr *)&addr, sizeof addr) == -1) return shm_shim_close_keeping_errno(s);
+    if (listen(s, 16) == -1) {
+        int saved = errno;
+        unlink(path);
+        close(s);
+        errno = saved;
+        return -1;
+    }
+    return s;
+}
+
+int shm_shim_unix_connect(const char *path) {
+    struct sockaddr_un addr;
+    if (shm_shim_unix_address(path, &addr) == -1) return -1;
+    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (s == -1) return -1;
+    if (connect(s, (struct sockaddr *)&addr, sizeof addr) == -1) return shm_shim_close_keeping_errno(s);
+    return s;
+}
+
+int shm_shim_unix_accept(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
+
+int shm_shim_peer_uid(int socket, uid_t *uid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == -1) return -1;
+    if (uid) *uid = credentials.uid;
+    return 0;
+}
+
+int shm_shim_send_fd(int socket, int fd, const void *payload, size_t length) {
+    char one = 0;
+    struct iovec iov;
+    iov.iov_base = length > 0 ? (void *)payload : &one;
+    iov.iov_len = length > 0 ? length : 1;
+    union {
+        struct cmsghdr header;
+        char bytes[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = sizeof control.bytes;
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    ssize_t sent = sendmsg(socket, &msg, MSG_NOSIGNAL);
+    return sent == -1 ? -1 : 0;
+}
+
+int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length) {
+    char one;
+    struct iovec iov;
+    iov.iov_base = capacity > 0 ? payload : &one;
+    iov.iov_len = capacity > 0 ? capacity : 1;
+    union {
+        struct cmsghdr header;
+        char bytes[CMSG_SPACE(sizeof(int) * 8)];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = sizeof control.bytes;
+    ssize_t n = recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+    if (n == -1) return -1;
+    if (n == 0) return shm_shim_fail(ECONNRESET);
+    int received = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (received == -1) received = fd; else close(fd);  // one descriptor per message
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) {
+        if (received != -1) close(received);
+        return shm_shim_fail(EMSGSIZE);
+    }
+    if (received == -1) return shm_shim_fail(EBADMSG);
+    if (length) *length = capacity > 0 ? (size_t)n : 0;
+    return received;
+}

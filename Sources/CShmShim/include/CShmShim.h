@@ -58,6 +58,81 @@ extern const int SHM_SHIM_O_RDWR;
 extern const int SHM_SHIM_O_DIRECTORY;
 extern const int SHM_SHIM_O_PATH;
 
+
+// --- memfd and seals (memfd_create, F_ADD_SEALS, F_GET_SEALS and F_SEAL_* are GNU-only) ---
+/// memfd_create(2). flags: SHM_SHIM_MFD_*.
+int shm_shim_memfd_create(const char *name, unsigned int flags);
+extern const unsigned int SHM_SHIM_MFD_CLOEXEC;
+extern const unsigned int SHM_SHIM_MFD_ALLOW_SEALING;
+/// fcntl(fd, F_ADD_SEALS, seals).
+int shm_shim_add_seals(int fd, unsigned int seals);
+/// fcntl(fd, F_GET_SEALS): the seals (>= 0), or -1.
+int shm_shim_get_seals(int fd);
+extern const unsigned int SHM_SHIM_F_SEAL_SEAL;
+extern const unsigned int SHM_SHIM_F_SEAL_SHRINK;
+extern const unsigned int SHM_SHIM_F_SEAL_GROW;
+extern const unsigned int SHM_SHIM_F_SEAL_WRITE;
+extern const unsigned int SHM_SHIM_F_SEAL_FUTURE_WRITE;
+extern const unsigned int SHM_SHIM_F_SEAL_EXEC;
+/// fallocate(2). mode: 0, or SHM_SHIM_FALLOC_PUNCH_HOLE (which implies KEEP_SIZE here).
+int shm_shim_fallocate(int fd, int mode, int64_t offset, int64_t length);
+extern const int SHM_SHIM_FALLOC_PUNCH_HOLE;
+
+// --- file systems (statfs f_type; the magic numbers live in linux/magic.h) ---
+/// statfs(path): the file system's magic number in *type.
+int shm_shim_statfs_type(const char *path, uint64_t *type);
+/// fstatfs(fd): the file system's magic number in *type.
+int shm_shim_fstatfs_type(int fd, uint64_t *type);
+extern const uint64_t SHM_SHIM_TMPFS_MAGIC;
+extern const uint64_t SHM_SHIM_RAMFS_MAGIC;
+extern const int SHM_SHIM_O_TMPFILE;
+
+// --- futex (syscall is variadic) ---
+/// FUTEX_WAIT_BITSET (shared, not FUTEX_PRIVATE_FLAG) while *word == expected, until the absolute
+/// CLOCK_MONOTONIC deadline (deadline_ns < 0: no deadline). -1 with EAGAIN when *word != expected,
+/// ETIMEDOUT at the deadline, EINTR on a signal.
+int shm_shim_futex_wait(uint32_t *word, uint32_t expected, int64_t deadline_ns);
+/// FUTEX_WAKE (shared): wakes up to `count` waiters; returns how many were woken.
+int shm_shim_futex_wake(uint32_t *word, int count);
+/// CLOCK_MONOTONIC now, in nanoseconds.
+int64_t shm_shim_monotonic_ns(void);
+
+// --- robust process-shared pthread mutex (pthread calls return the error; these set errno) ---
+/// sizeof(pthread_mutex_t) and its alignment.
+size_t shm_shim_pthread_mutex_size(void);
+size_t shm_shim_pthread_mutex_alignment(void);
+/// pthread_mutex_init with PTHREAD_PROCESS_SHARED, PTHREAD_MUTEX_ROBUST, PTHREAD_MUTEX_NORMAL.
+int shm_shim_robust_mutex_init(void *mutex);
+/// timeout_ns < 0: pthread_mutex_lock; 0: pthread_mutex_trylock (EBUSY); else pthread_mutex_clocklock
+/// on CLOCK_MONOTONIC (ETIMEDOUT). -1 with EOWNERDEAD means the caller holds the mutex.
+int shm_shim_robust_mutex_lock(void *mutex, int64_t timeout_ns);
+int shm_shim_robust_mutex_unlock(void *mutex);
+int shm_shim_robust_mutex_consistent(void *mutex);
+
+// --- SIGBUS guard for mapped file memory ---
+/// memcpy(dst, src, n) under a guard: a SIGBUS raised by the copy on this thread (a mapped file that was
+/// shrunk) ends the copy and returns -1 with errno EFAULT; the bytes before the fault may have been copied.
+/// The handler is installed once (sigaction); a SIGBUS outside a guard goes to the previous handler
+/// (the default action: the process dies with SIGBUS).
+int shm_shim_guarded_copy(void *dst, const void *src, size_t n);
+/// How many SIGBUS signals the guard has turned into errors in this process.
+uint64_t shm_shim_guarded_faults(void);
+
+// --- descriptor passing over Unix sockets (sockaddr_un and CMSG_* are macros and unions) ---
+/// socket + bind + listen on a path (the socket file is made 0600 before bind). Close-on-exec.
+int shm_shim_unix_listen(const char *path);
+/// socket + connect to a path. Close-on-exec.
+int shm_shim_unix_connect(const char *path);
+/// accept4 with SOCK_CLOEXEC.
+int shm_shim_unix_accept(int listener);
+/// getsockopt(SO_PEERCRED): the connected peer's user id.
+int shm_shim_peer_uid(int socket, uid_t *uid);
+/// sendmsg with one SCM_RIGHTS descriptor and `length` bytes of payload (at least one byte).
+int shm_shim_send_fd(int socket, int fd, const void *payload, size_t length);
+/// recvmsg of one SCM_RIGHTS descriptor (MSG_CMSG_CLOEXEC) and up to `capacity` payload bytes (*length).
+/// -1 with EBADMSG when the message carried no descriptor; ECONNRESET at end of stream.
+int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length);
+
 #ifdef __cplusplus
 }
 #endif

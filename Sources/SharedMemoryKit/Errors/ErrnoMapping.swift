@@ -22,7 +22,36 @@ enum ErrnoMapping {
         case .invalidArgument: einval
         case .timedOut, .resourceTemporarilyUnavailable: .lockError
         case .deadlock: .lockError
+        case .previousOwnerDied: .ownerDied
+        case .notRecoverable: .lockError
         default: .unknown
+        }
+    }
+
+    /// What an errno means at call sites where the general table is not precise enough.
+    enum Refinement: Sendable {
+        /// A call that a memfd seal can refuse (`write`, `ftruncate`, `fallocate`, `mmap`, `F_ADD_SEALS`):
+        /// `EPERM` is `sealed`; `EBUSY` (`F_SEAL_WRITE` while a writable shared mapping exists) is `busy`.
+        case sealable
+        /// A try-lock: `EAGAIN`, `EACCES` (`F_OFD_SETLK`) and `EBUSY` are `busy`.
+        case tryLock
+        /// A lock or unlock: `EPERM` (not the holder) is `lockError`.
+        case lock
+        /// A guarded copy from or to mapped file memory: `EFAULT` (the shim's SIGBUS report) is `busError`.
+        case guardedAccess
+    }
+
+    static func code(
+        for error: Errno, refinement: Refinement, einval: SharedMemoryError.Code = .unknown
+    ) -> SharedMemoryError.Code {
+        switch (refinement, error) {
+        case (.sealable, .notPermitted): .sealed
+        case (.sealable, .resourceBusy): .busy
+        case (.tryLock, .resourceTemporarilyUnavailable), (.tryLock, .permissionDenied), (.tryLock, .resourceBusy):
+            .busy
+        case (.tryLock, .notPermitted), (.lock, .notPermitted): .lockError
+        case (.guardedAccess, .badAddress): .busError
+        default: code(for: error, einval: einval)
         }
     }
 }
@@ -66,6 +95,14 @@ enum ErrnoNames {
         case ETIMEDOUT: "ETIMEDOUT"
         case EOWNERDEAD: "EOWNERDEAD"
         case ENOTRECOVERABLE: "ENOTRECOVERABLE"
+        case EBADMSG: "EBADMSG"
+        case EMSGSIZE: "EMSGSIZE"
+        case ECONNRESET: "ECONNRESET"
+        case ECONNREFUSED: "ECONNREFUSED"
+        case EADDRINUSE: "EADDRINUSE"
+        case ENOTSOCK: "ENOTSOCK"
+        case EOPNOTSUPP: "EOPNOTSUPP"
+        case ETXTBSY: "ETXTBSY"
         default: "errno \(error.rawValue)"
         }
     }

@@ -1,0 +1,136 @@
+import Atomics
+import CShmShim
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#else
+#error("Unsupported platform")
+#endif
+
+/// A lock word inside shared memory (kind 1 of docs/lock-layout.md): Drepper's three-state futex mutex.
+///
+/// Uncontended ``lock()`` and ``unlock()`` are one atomic instruction each, with no system call; a waiter
+/// sleeps in `FUTEX_WAIT` (the shared futex, the word may be in any `MAP_SHARED` mapping) and the unlocker
+/// wakes one with `FUTEX_WAKE`. A holder that dies leaves the lock taken: use ``lock(timeout:)`` where that
+/// matters, or ``RobustMutex``, which survives it.
+///
+/// The lock keeps pointers into the memory: keep the mapping alive while you use it.
+///
+///     let mapping = try file.map()
+///     let lock = try FutexLock(initializingAt: 0, in: mapping.bytes)   // the creator, once
+///     let same = try FutexLock(at: 0, in: mapping.bytes)               // everyone else
+///     try same.lock(); defer { try? same.unlock() }
+public struct FutexLock: @unchecked Sendable {
+    private let area: UnsafeMutableRawPointer
+    private let word: UnsafeAtomic<UInt32>
+    private let owner: UnsafeAtomic<UInt32>
+
+    private init(area: UnsafeMutableRawPointer) {
+        self.area = area
+        let fields = area + LockAreaLayout.lockOffset
+        word = UnsafeAtomic(at: fields.assumingMemoryBound(to: UInt32.AtomicRepresentation.self))
+        owner = UnsafeAtomic(at: (fields + 4).assumingMemoryBound(to: UInt32.AtomicRepresentation.self))
+    }
+
+    /// Initialises a lock area at `offset` in `memory` (zero-fill, free lock, kind, then magic) and returns
+    /// the lock. Only the creator of the memory does this, once, before anyone else uses the lock.
+    ///
+    /// - Throws: `invalidSize` when the offset is not a multiple of 8 or the 64 bytes do not fit.
+    public init(initializingAt offset: Int = 0, in memory: UnsafeMutableRawBufferPointer) throws(SharedMemoryError) {
+        let site = CallSite(operation: "initialize lock", object: "futex lock at \(offset)")
+        let area = try LockArea.locate(offset, in: memory, site: site)
+        try LockArea.initialize(area, kind: .futex, site: site) { _ throws(SharedMemoryError) in }
+        self.init(area: area)
+    }
+
+    /// The lock area another process initialised at `offset` in `memory`.
+    ///
+    /// - Throws: `lockError` when the area is not initialised or holds another kind of lock.
+    public init(at offset: Int = 0, in memory: UnsafeMutableRawBufferPointer) throws(SharedMemoryError) {
+        let site = CallSite(operation: "open lock", object: "futex lock at \(offset)")
+        let area = try LockArea.locate(offset, in: memory, site: site)
+        try LockArea.check(area, kind: .futex, site: site)
+        self.init(area: area)
+    }
+
+    /// Waits for the lock without a time limit.
+    ///
+    /// The corresponding C function is `futex(FUTEX_WAIT_BITSET)`, only when the lock is taken.
+    public func lock() throws(SharedMemoryError) {
+        try acquire(deadline: -1, timeout: nil)
+    }
+
+    /// Waits for the lock at most `timeout`.
+    ///
+    /// - Throws: `lockError` with `ETIMEDOUT` when the time is up.
+    ///
+    /// The corresponding C function is `futex(FUTEX_WAIT_BITSET)` with a `CLOCK_MONOTONIC` deadline.
+    public func lock(timeout: Duration) throws(SharedMemoryError) {
+        try acquire(deadline: shm_shim_monotonic_ns() &+ nanoseconds(timeout), timeout: timeout)
+    }
+
+    /// Takes the lock if it is free. - Throws: `busy` when it is taken.
+    public func tryLock() throws(SharedMemoryError) {
+        guard word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else {
+            throw site("try-lock").refusal(.busy, "the lock is held (by pid \(owner.load(ordering: .relaxed)))")
+        }
+        owner.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
+    }
+
+    /// Releases the lock, waking one waiter if there may be any.
+    ///
+    /// - Throws: `lockError` when the lock is not taken.
+    ///
+    /// The corresponding C function is `futex(FUTEX_WAKE)`, only when somebody may be waiting.
+    public func unlock() throws(SharedMemoryError) {
+        guard word.load(ordering: .relaxed) != 0 else { throw site("unlock").refusal(.lockError, "the lock is not held") }
+        owner.store(0, ordering: .relaxed)
+        if word.loadThenWrappingDecrement(ordering: .releasing) != 1 {
+            word.store(0, ordering: .releasing)
+            let pointer = wordPointer
+            _ = try site("unlock").check("futex(FUTEX_WAKE)") { shm_shim_futex_wake(pointer, 1) }
+        }
+    }
+
+    /// Whether the lock is taken now (a snapshot).
+    public var isLocked: Bool { word.load(ordering: .relaxed) != 0 }
+
+    /// The pid the holder recorded, if the lock is taken (informational: set after taking, cleared before
+    /// releasing).
+    public var ownerPID: pid_t? {
+        let pid = owner.load(ordering: .relaxed)
+        return pid == 0 ? nil : pid_t(bitPattern: pid)
+    }
+
+    private var wordPointer: UnsafeMutablePointer<UInt32> {
+        (area + LockAreaLayout.lockOffset).assumingMemoryBound(to: UInt32.self)
+    }
+
+    private func site(_ operation: String) -> CallSite { CallSite(operation: operation, object: "futex lock") }
+
+    private func acquire(deadline: Int64, timeout: Duration?) throws(SharedMemoryError) {
+        var current = word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).original
+        if current != 0 {
+            if current != 2 { current = word.exchange(2, ordering: .acquiring) }
+            let pointer = wordPointer
+            while current != 0 {
+                switch valueOrErrno(retryOnInterrupt: false, { shm_shim_futex_wait(pointer, 2, deadline) }) {
+                case .success, .failure(.resourceTemporarilyUnavailable), .failure(.interrupted): break
+                case .failure(.timedOut):
+                    // One last try: the holder may have released just now.
+                    current = word.compareExchange(expected: 0, desired: 2, ordering: .acquiring).original
+                    if current == 0 { break }
+                    throw site("lock").error(
+                        "futex(FUTEX_WAIT_BITSET)", .timedOut,
+                        detail: "not acquired within \(timeout.map { "\($0)" } ?? "the time limit"); "
+                            + "held by pid \(owner.load(ordering: .relaxed))")
+                case .failure(let err): throw site("lock").error("futex(FUTEX_WAIT_BITSET)", err)
+                }
+                if current == 0 { break }
+                current = word.exchange(2, ordering: .acquiring)
+            }
+        }
+        owner.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
+    }
+}
