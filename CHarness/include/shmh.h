@@ -51,8 +51,9 @@ enum shmh_op {
     SHMH_OP_SIZE,        /* sizing (shmget on create, posix_fallocate): EINVAL -> invalid-size */
     SHMH_OP_SEMOP,       /* semop / shmdt: EINVAL -> not-found (the object went away) */
     SHMH_OP_POST,        /* sem_post: EINVAL -> out-of-resources */
-    SHMH_OP_TRYLOCK,     /* a try-lock: EAGAIN / EBUSY -> busy */
-    SHMH_OP_SEAL,        /* anything a memfd seal may refuse: EPERM -> sealed */
+    SHMH_OP_TRYLOCK,     /* a try-lock: EAGAIN / EACCES (F_OFD_SETLK) / EBUSY -> busy */
+    SHMH_OP_SEAL,        /* anything a memfd seal may refuse: EPERM -> sealed, EBUSY -> busy */
+    SHMH_OP_LOCK,        /* a lock or unlock: EPERM (not the holder) -> lock-error */
 };
 
 /* The scenario spelling ("permission-denied"); "ok" for SHMH_OK, NULL for values outside the list. */

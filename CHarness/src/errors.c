@@ -37,8 +37,11 @@ enum shmh_error shmh_error_from_name(const char *name) {
 enum shmh_error shmh_error_from_errno(enum shmh_op op, int err) {
     switch (err) {
     case 0: return SHMH_OK;
-    case EPERM: return op == SHMH_OP_SEAL ? SHMH_SEALED : SHMH_PERMISSION_DENIED;
-    case EACCES: return SHMH_PERMISSION_DENIED;
+    case EPERM:
+        if (op == SHMH_OP_SEAL) return SHMH_SEALED;
+        if (op == SHMH_OP_LOCK || op == SHMH_OP_TRYLOCK) return SHMH_LOCK_ERROR;
+        return SHMH_PERMISSION_DENIED;
+    case EACCES: return op == SHMH_OP_TRYLOCK ? SHMH_BUSY : SHMH_PERMISSION_DENIED;
     case EEXIST: return SHMH_ALREADY_EXISTS;
     case ENOENT:
     case EIDRM: return SHMH_NOT_FOUND;
@@ -57,8 +60,8 @@ enum shmh_error shmh_error_from_errno(enum shmh_op op, int err) {
         case SHMH_OP_POST: return SHMH_OUT_OF_RESOURCES;
         default: return SHMH_UNKNOWN;
         }
-    case EAGAIN:
-    case EBUSY: return op == SHMH_OP_TRYLOCK ? SHMH_BUSY : SHMH_LOCK_ERROR;
+    case EAGAIN: return op == SHMH_OP_TRYLOCK ? SHMH_BUSY : SHMH_LOCK_ERROR;
+    case EBUSY: return op == SHMH_OP_TRYLOCK || op == SHMH_OP_SEAL ? SHMH_BUSY : SHMH_UNKNOWN;
     case ETIMEDOUT:
     case EDEADLK:
     case ENOTRECOVERABLE: return SHMH_LOCK_ERROR;

@@ -80,7 +80,9 @@ int shmh_lock_init(void *area_ptr, enum shmh_lock_kind kind) {
         return shmh_fail_refuse(&site, SHMH_INVALID_SIZE, EINVAL, "the lock area must be 8-byte aligned");
     if (kind != SHMH_LOCK_FUTEX && kind != SHMH_LOCK_ROBUST_MUTEX)
         return shmh_fail_refuse(&site, SHMH_LOCK_ERROR, EINVAL, "unknown lock kind %d", (int)kind);
-    memset(area, 0, sizeof *area);
+    /* magic goes first, so that nobody uses the area while it is being (re)initialised */
+    __atomic_store_n(&area->magic, 0, __ATOMIC_RELAXED);
+    memset((char *)area + 4, 0, sizeof *area - 4);
     if (kind == SHMH_LOCK_ROBUST_MUTEX) {
         pthread_mutexattr_t attr;
         int rc = pthread_mutexattr_init(&attr);

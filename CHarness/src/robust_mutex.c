@@ -39,7 +39,7 @@ int shmh_robust_mutex_trylock(struct shmh_lock_area *area) {
 int shmh_robust_mutex_unlock(struct shmh_lock_area *area) {
     const struct shmh_site site = {"unlock", NULL, NULL};
     int rc = pthread_mutex_unlock(&area->lock.mutex);
-    if (rc != 0) return shmh_fail_call(&site, "pthread_mutex_unlock", SHMH_OP_GENERIC, rc, NULL);
+    if (rc != 0) return shmh_fail_call(&site, "pthread_mutex_unlock", SHMH_OP_LOCK, rc, NULL);
     return 0;
 }
 

@@ -68,6 +68,9 @@ int shmh_sem_sysv_open(struct shmh_sem *sem, const struct shmh_site *site) {
             sem->managed = ds.sem_nsems == MANAGED_SET_SIZE;
         } else {
             int err = errno;
+            /* Unlike the Swift side (which keeps it), a key file this call made goes again if nobody else
+             * records a use of it: a failed open leaves nothing behind. */
+            if (file.created && shmh_objfile_claim_for_removal(&file, -1)) shmh_objfile_unlink_if_still_at_path(&file);
             shmh_objfile_close(&file);
             return shmh_fail_call(site, "semget", SHMH_OP_GENERIC, err, "key 0x%x", (unsigned)ipc_key);
         }
