@@ -101,10 +101,10 @@ public final class MemFD {
 
     /// Takes ownership of a descriptor that should be a memfd (one received over a socket or inherited).
     ///
-    /// - Throws: `keyError` when the descriptor is not a memfd (no seals to read, or not on tmpfs);
-    ///   the descriptor is then left open for the caller.
+    /// - Throws: `keyError` when the descriptor is not a memfd (not on tmpfs, no seals to read, or a
+    ///   file with a name, e.g. in /dev/shm); the descriptor is then left open for the caller.
     ///
-    /// The corresponding C functions are `fcntl(F_GET_SEALS)` and `fstatfs`.
+    /// The corresponding C functions are `fstatfs`, `fcntl(F_GET_SEALS)` and `readlink` (/proc/self/fd).
     public convenience init(adopting descriptor: FileDescriptor, name: String = "received") throws(SharedMemoryError) {
         let site = CallSite(operation: "adopt", object: "memfd:" + name)
         var type: UInt64 = 0
@@ -114,6 +114,15 @@ public final class MemFD {
         }
         _ = try site.check("fcntl(F_GET_SEALS)", einval: .keyError, detail: "fd \(descriptor.rawValue) is not a memfd") {
             shm_shim_get_seals(descriptor.rawValue)
+        }
+        // A file in /dev/shm is tmpfs too; only a memfd's /proc link reads "/memfd:NAME (deleted)".
+        var link = [CChar](repeating: 0, count: 512)
+        let length = try site.check("readlink", detail: "/proc/self/fd/\(descriptor.rawValue)") {
+            readlink("/proc/self/fd/\(descriptor.rawValue)", &link, link.count - 1)
+        }
+        let target = String(decoding: link.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard target.hasPrefix("/memfd:") else {
+            throw site.refusal(.keyError, "fd \(descriptor.rawValue) is \(target), not a memfd")
         }
         self.init(fd: descriptor, name: name)
     }
