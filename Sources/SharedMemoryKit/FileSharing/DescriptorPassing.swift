@@ -93,7 +93,8 @@ public final class UnixSocket {
         return uid
     }
 
-    /// Sends `descriptor` (the receiver gets its own descriptor for the same open file) and `message`.
+    /// Sends `descriptor` (the receiver gets its own descriptor for the same open file) and `message`
+    /// (a message carries at least one byte: an empty one travels as a single zero byte).
     ///
     /// The corresponding C function is `sendmsg` with an `SCM_RIGHTS` control message.
     public func send(descriptor: FileDescriptor, message: [UInt8] = []) throws(SharedMemoryError) {

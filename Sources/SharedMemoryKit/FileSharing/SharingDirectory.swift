@@ -14,14 +14,16 @@ import Glibc
 /// ``warnings`` lists what a careful caller should know: the directory is on a disk, or others can write in it.
 ///
 ///     let directory = try SharingDirectory.choose()
-///     print(directory.reason)   // "XDG_RUNTIME_DIR is not set; /dev/shm: tmpfs, writable by every user (sticky)"
+///     print(directory.reason)
+///     // XDG_RUNTIME_DIR is not set; chose /dev/shm (the shared-memory directory): tmpfs (memory-backed),
+///     // writable by every user (sticky)
 public struct SharingDirectory: Sendable, CustomStringConvertible {
     /// Which rule picked the directory.
     public enum Source: String, Sendable {
         case explicit = "given by the caller"
         case runtimeDirectory = "XDG_RUNTIME_DIR"
-        case devShm = "/dev/shm"
-        case temporaryDirectory = "temporary directory"
+        case devShm = "the shared-memory directory"
+        case temporaryDirectory = "the temporary directory"
     }
 
     /// Something about the chosen directory that a caller may want to refuse or report.
@@ -69,7 +71,7 @@ public struct SharingDirectory: Sendable, CustomStringConvertible {
         if !facts.fileSystem.isMemoryBacked { warnings.append(.diskBacked(path: path, fileSystem: facts.fileSystem)) }
         if facts.worldWritable { warnings.append(.worldWritable(path: path, sticky: facts.sticky)) }
         self.warnings = warnings
-        var words = "\(path): \(source.rawValue), \(facts.fileSystem)"
+        var words = "chose \(path) (\(source.rawValue)): \(facts.fileSystem)"
         words += facts.fileSystem.isMemoryBacked ? " (memory-backed)" : " (disk-backed)"
         if facts.worldWritable { words += facts.sticky ? ", writable by every user (sticky)" : ", writable by every user" }
         else if facts.privateToOwner { words += ", private to its owner" }
