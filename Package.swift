@@ -70,5 +70,11 @@ let package = Package(
             exclude: ["Resources"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "HarnessTests",
+            dependencies: ["Harness", "ScenarioKit", "JUnit", "shm-harness"],
+            exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -246,7 +246,7 @@ final class TestcaseRun {
                     for line in workers[i].stdout.read(workers[i].process.stdoutFD) { handle(line, from: i) }
                     workers[i].tail = Array((workers[i].tail + workers[i].stderr.read(workers[i].process.stderrFD)).suffix(20))
                     workers[i].process.closeInput()
-                    abortBarriersMissing(i)
+                    for name in workers[i].barriersNamed { checkBarrier(name) }
                 }
             }
         }
@@ -266,7 +266,7 @@ final class TestcaseRun {
         if line.hasPrefix("barrier ") {
             let name = String(line.dropFirst("barrier ".count))
             workers[i].waitingAt = name
-            releaseIfComplete(name)
+            checkBarrier(name)
         } else if line.hasPrefix("result ") {
             workers[i].result = try? JSONDecoder().decode(WorkerProcess.Result.self, from: Data(line.dropFirst("result ".count).utf8))
         } else {
@@ -274,27 +274,25 @@ final class TestcaseRun {
         }
     }
 
-    /// Releases a barrier once every live worker that names it waits there.
-    private func releaseIfComplete(_ name: String) {
+    /// Releases a barrier once every worker that names it waits there; if one of them has ended instead, the
+    /// ones waiting are released with an error (the testcase errs, naming the barrier and the missing worker).
+    private func checkBarrier(_ name: String) {
         let participants = workers.indices.filter { workers[$0].barriersNamed.contains(name) }
-        guard participants.allSatisfy({ workers[$0].waitingAt == name }) else { return }
-        for i in participants {
-            workers[i].waitingAt = nil
-            workers[i].process.send("go \(name)")
-        }
-    }
-
-    /// A worker ended: barriers it names and has not reached can never be met.
-    private func abortBarriersMissing(_ gone: Int) {
-        for name in workers[gone].barriersNamed {
-            let waiting = workers.indices.filter { workers[$0].waitingAt == name }
-            guard !waiting.isEmpty else { continue }
+        let waiting = participants.filter { workers[$0].waitingAt == name }
+        guard !waiting.isEmpty else { return }
+        if let gone = participants.first(where: { workers[$0].process.status != nil && workers[$0].waitingAt != name }) {
             let message = "barrier '\(name)': worker \(workers[gone].label) ended (\(Self.describe(workers[gone].process.status ?? 0))) without reaching it"
             problems.append((.error, message))
             for i in waiting {
                 workers[i].waitingAt = nil
                 workers[i].process.send("abort \(name) \(message)")
             }
+            return
+        }
+        guard waiting.count == participants.count else { return }
+        for i in waiting {
+            workers[i].waitingAt = nil
+            workers[i].process.send("go \(name)")
         }
     }
 

@@ -17,7 +17,10 @@ extension Interpreter {
 
     mutating func step(_ node: Node, resources: [String: ResourceSpec], inSetup: Bool, depth: Int) -> Step? {
         let allowed = StepKind.allCases.map(\.rawValue) + ["expect-error", "steps"]
+        let errorsBefore = reader.errors.count
         guard let entries = reader.mapping(node, "a step", allowed: allowed) else { return nil }
+        // An unknown key was reported already: say nothing more about this item.
+        if reader.errors.count > errorsBefore && entries.allSatisfy({ $0.key == "expect-error" || $0.key == "steps" }) { return nil }
         let stepEntries = entries.filter { $0.key != "expect-error" && $0.key != "steps" }
         guard stepEntries.count == 1, let entry = stepEntries.first, let kind = StepKind(rawValue: entry.key) else {
             reader.fail(node, stepEntries.isEmpty ? "a step needs one of: \(StepKind.allCases.map(\.rawValue).joined(separator: ", "))" : "one step per list item; found \(stepEntries.map(\.key).joined(separator: ", "))")
