@@ -89,6 +89,7 @@ public struct Runner {
 
     /// Runs the selected testcases; returns the results in the scenarios' order.
     public static func run(_ scenarios: [Scenario], options: Options, progress: ProgressReporter) throws -> [TestCaseResult] {
+        raiseDescriptorLimit()
         let environment = try RunEnvironment.current(jobs: options.jobs)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
         let runToken = String(UInt32.random(in: .min ... .max), radix: 16)
@@ -110,6 +111,14 @@ public struct Runner {
         return results.all()
     }
 
+    /// Three pipes per worker: hundreds of workers need more descriptors than the usual soft limit of 1024.
+    static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(RLIMIT_NOFILE_VALUE, &limit)
+    }
+
     /// Writes the report atomically next to its final place.
     public static func writeReport(_ results: [TestCaseResult], to path: String, version: String) throws {
         let context = ReportContext(hostname: MachineProperties.hostname(), timestamp: MachineProperties.timestamp(), properties: MachineProperties.collect(version: version))
@@ -119,6 +128,10 @@ public struct Runner {
         try xml.write(toFile: path, atomically: true, encoding: .utf8)
     }
 }
+
+#if canImport(Glibc)
+let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+#endif
 
 final class ResultBox: @unchecked Sendable {
     private var results: [TestCaseResult?]
