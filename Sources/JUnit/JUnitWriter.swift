@@ -61,32 +61,23 @@ public enum JUnitWriter {
     }
 
     /// Escapes an attribute value; characters XML 1.0 forbids are dropped, newlines and tabs kept as references.
-    public static func attribute(_ value: String) -> String {
-        var out = ""
-        for scalar in value.unicodeScalars where isAllowed(scalar) {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            case "\n": out += "&#10;"
-            case "\r": out += "&#13;"
-            case "\t": out += "&#9;"
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
-    }
+    public static func attribute(_ value: String) -> String { escape(value, inAttribute: true) }
 
     /// Escapes element text; characters XML 1.0 forbids are dropped.
-    public static func text(_ value: String) -> String {
+    public static func text(_ value: String) -> String { escape(value, inAttribute: false) }
+
+    static func escape(_ value: String, inAttribute: Bool) -> String {
         var out = ""
         for scalar in value.unicodeScalars where isAllowed(scalar) {
             switch scalar {
             case "&": out += "&amp;"
             case "<": out += "&lt;"
             case ">": out += "&gt;"
+            case "\"" where inAttribute: out += "&quot;"
+            case "'" where inAttribute: out += "&apos;"
+            case "\n" where inAttribute: out += "&#10;"
+            case "\r" where inAttribute: out += "&#13;"
+            case "\t" where inAttribute: out += "&#9;"
             default: out.unicodeScalars.append(scalar)
             }
         }
