@@ -33,10 +33,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ScenarioKit",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "JUnit", swiftSettings: swiftSettings),
+        .target(
+            name: "Harness",
+            dependencies: [
+                "SharedMemoryKit", "ScenarioKit", "JUnit",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "shm-harness",
             dependencies: [
-                "SharedMemoryKit",
+                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -51,6 +68,12 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             exclude: ["Resources"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HarnessTests",
+            dependencies: ["Harness", "ScenarioKit", "JUnit", "shm-harness"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -53,6 +53,17 @@ swift build --build-tests
 say "Swift tests"
 swift test --skip-build || status=$?
 
+say "the main job: the built-in scenario catalogue"
+report=.build/shm-harness-junit.xml
+rm -f "$report"
+swift run --skip-build shm-harness run --junit "$report" || status=$?
+if [ -f "$report" ]; then
+  xmllint --noout --schema Tests/HarnessTests/Fixtures/junit-10.xsd "$report" || status=$?
+else
+  echo "test.sh: the main job wrote no report" >&2
+  status=1
+fi
+
 if [ -d CHarness ] && [ -f CHarness/Makefile ]; then
   say "C tests (CHarness)"
   make -C CHarness test || status=$?

@@ -13,7 +13,10 @@ struct ShmHarness: ParsableCommand {
         commandName: "shm-harness",
         abstract: "Qt-compatible shared memory: keys, segments and semaphores, and a harness that hammers them.",
         version: version,
-        subcommands: [KeyCommand.self, CreateCommand.self, DumpCommand.self, WriteCommand.self, DebugCommand.self]
+        subcommands: [
+            RunCommand.self, ValidateCommand.self, ListCommand.self, KeyCommand.self, CreateCommand.self,
+            DumpCommand.self, WriteCommand.self, WorkerCommand.self, DebugCommand.self,
+        ]
     )
 
     /// Exit codes: 0 success, 1 an operation failed, 2 the input is unusable (a bad flag or value).

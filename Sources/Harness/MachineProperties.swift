@@ -1,0 +1,50 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `<properties>` of every testsuite: what machine, kernel and limits the run saw.
+enum MachineProperties {
+    static func collect(version: String) -> [(name: String, value: String)] {
+        var props: [(String, String)] = []
+        var names = utsname()
+        uname(&names)
+        func field<T>(_ value: T) -> String {
+            withUnsafeBytes(of: value) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        }
+        props.append(("kernel.release", field(names.release)))
+        props.append(("architecture", field(names.machine)))
+        props.append(("uid", "\(geteuid())"))
+        let temp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        for (label, path) in [("dev_shm", "/dev/shm"), ("tmpdir", temp)] {
+            var fs = statvfs()
+            if statvfs(path, &fs) == 0 {
+                props.append(("\(label).path", path))
+                props.append(("\(label).fs_type", MountTable.fileSystemType(of: path) ?? "unknown"))
+                props.append(("\(label).size_bytes", "\(UInt64(fs.f_blocks) * UInt64(fs.f_frsize))"))
+                props.append(("\(label).free_bytes", "\(UInt64(fs.f_bavail) * UInt64(fs.f_frsize))"))
+            }
+        }
+        for name in ["shmmax", "shmmni", "shmall", "sem"] {
+            if let text = try? String(contentsOfFile: "/proc/sys/kernel/\(name)", encoding: .utf8) {
+                props.append(("kernel.\(name)", text.split(whereSeparator: \.isWhitespace).joined(separator: " ")))
+            }
+        }
+        props.append(("harness.version", version))
+        return props
+    }
+
+    static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        return String(cString: buffer)
+    }
+
+    static func timestamp() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate, .withTime, .withColonSeparatorInTime, .withDashSeparatorInDate]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date())
+    }
+}

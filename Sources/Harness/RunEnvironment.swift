@@ -1,0 +1,120 @@
+import Foundation
+import ScenarioKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a run needs to know about this machine and this build.
+public struct RunEnvironment: Sendable {
+    /// The `shm-harness` executable (workers are this binary re-executed).
+    public var harnessPath: String
+    /// The C worker, if built.
+    public var cWorkerPath: String?
+    /// A private directory for plans (0700), removed at the end of the run.
+    public var workDirectory: String
+    public var requirements: Requirements
+    /// Compare the whole machine's IPC objects before and after each scenario (off when scenarios run in parallel).
+    public var checkGlobalLeaks: Bool
+
+    public static func current(jobs: Int) throws -> RunEnvironment {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var cWorker: String?
+        let candidates = [
+            ProcessInfo.processInfo.environment["SHM_HARNESS_C_WORKER"],
+            FileManager.default.currentDirectoryPath + "/CHarness/build/shmh-worker",
+        ]
+        for candidate in candidates.compactMap({ $0 }) where FileManager.default.isExecutableFile(atPath: candidate) {
+            cWorker = candidate
+            break
+        }
+        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array("\(base)/shm-harness-run.XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw SpawnError("run", "mkdtemp in \(base)", errno)
+        }
+        let work = String(cString: made)
+        // Workers that drop to another user must read their plans.
+        chmod(work, 0o711)
+        return RunEnvironment(
+            harnessPath: exe, cWorkerPath: cWorker, workDirectory: work,
+            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker), checkGlobalLeaks: jobs <= 1)
+    }
+
+    static func removeTree(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// The `requires:` vocabulary, probed once per run, and what this build can run.
+public struct Requirements: Sendable {
+    public let met: [Requirement: Bool]
+    public let reasons: [Requirement: String]
+    let cWorkerPath: String?
+
+    init(harnessPath: String, cWorkerPath: String?) {
+        self.cWorkerPath = cWorkerPath
+        var met: [Requirement: Bool] = [:]
+        var reasons: [Requirement: String] = [:]
+        let root = geteuid() == 0
+        met[.root] = root
+        reasons[.root] = "requires root (running as uid \(geteuid()))"
+        var secondUser = false
+        if !root {
+            reasons[.secondUser] = "requires second-user: only root may switch to another user"
+        } else if getpwnam("nobody") == nil {
+            reasons[.secondUser] = "requires second-user: no user 'nobody' on this machine"
+        } else if let probe = try? SpawnedProcess(
+            label: "probe", arguments: [harnessPath, "worker", "--user", "nobody", "--probe"],
+            environment: ProcessInfo.processInfo.environment), SpawnedProcess.exitCode(probe.wait()) == 0
+        {
+            secondUser = true
+        } else {
+            reasons[.secondUser] = "requires second-user: 'nobody' cannot run \(harnessPath) (a directory on its path is not searchable by others)"
+        }
+        met[.secondUser] = secondUser
+        let shmid = shmget(IPC_PRIVATE, 4096, 0o600)
+        met[.sysv] = shmid >= 0
+        if shmid >= 0 { shmctl(shmid, IPC_RMID, nil) }
+        reasons[.sysv] = "requires sysv: System V shared memory is not available here"
+        let name = "/shm-harness-probe-\(getpid())"
+        let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        met[.posix] = fd >= 0
+        if fd >= 0 {
+            close(fd)
+            shm_unlink(name)
+        }
+        reasons[.posix] = "requires posix: POSIX shared memory (/dev/shm) is not usable here"
+        met[.memfd] = false
+        reasons[.memfd] = "requires memfd: the Swift worker of this build has no memfd support yet"
+        met[.tmpfsDevShm] = MountTable.isTmpfs("/dev/shm")
+        reasons[.tmpfsDevShm] = "requires tmpfs-dev-shm: /dev/shm is not a tmpfs"
+        let temp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let diskBacked = [temp, "/var/tmp"].contains { FileManager.default.fileExists(atPath: $0) && !MountTable.isTmpfs($0) }
+        met[.diskTmp] = diskBacked
+        reasons[.diskTmp] = "requires disk-tmp: no disk-backed temp directory (TMPDIR and /var/tmp are tmpfs)"
+        self.met = met
+        self.reasons = reasons
+    }
+
+    /// Why a scenario cannot run here, or nil.
+    public func unmet(_ scenario: Scenario) -> String? {
+        for requirement in scenario.requires where met[requirement] != true {
+            return reasons[requirement] ?? "requires \(requirement.rawValue)"
+        }
+        for worker in scenario.workers where worker.user != nil && met[.secondUser] != true {
+            return "worker '\(worker.name)' runs as \(worker.user!): " + (reasons[.secondUser] ?? "cannot switch users here")
+        }
+        if scenario.workers.contains(where: { $0.impl == .c }) && cWorkerPath == nil {
+            return "impl: c needs the C worker (CHarness/build/shmh-worker, or SHM_HARNESS_C_WORKER), which is not built"
+        }
+        for resource in scenario.resources {
+            if let reason = StepExecutor.unsupportedReason(resource) { return "resource '\(resource.id)': \(reason)" }
+            if resource.kind == .segment {
+                let backend: Requirement = resource.backend == .posix ? .posix : .sysv
+                if met[backend] != true { return reasons[backend] }
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,361 @@
+import Foundation
+import JUnit
+import ScenarioKit
+import SharedMemoryKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs one testcase: requirements, setup, workers, barriers, timeout, expectations, teardown, leak check.
+final class TestcaseRun {
+    struct Worker {
+        let group: String
+        let index: Int
+        let spec: WorkerSpec
+        let process: SpawnedProcess
+        var stdout = LineReader()
+        var stderr = LineReader()
+        var tail: [String] = []
+        var result: WorkerProcess.Result?
+        var barriersNamed: Set<String>
+        var waitingAt: String?
+        var label: String { "\(group)/\(index)" }
+    }
+
+    let scenario: Scenario
+    let environment: RunEnvironment
+    let token: String
+    private var workers: [Worker] = []
+    private var problems: [(kind: Kind, message: String)] = []
+
+    enum Kind { case failure, error }
+
+    init(scenario: Scenario, environment: RunEnvironment, token: String) {
+        self.scenario = scenario
+        self.environment = environment
+        self.token = token
+    }
+
+    func run() -> TestCaseResult {
+        let start = Date()
+        var result = execute()
+        result.time = Date().timeIntervalSince(start)
+        return result
+    }
+
+    private func base(_ status: TestCaseResult.Status, detail: String = "") -> TestCaseResult {
+        TestCaseResult(classname: scenario.classname, name: scenario.testName, time: 0, status: status, detail: detail, file: scenario.file)
+    }
+
+    private func execute() -> TestCaseResult {
+        if let reason = environment.requirements.unmet(scenario) { return base(.skipped(message: reason)) }
+
+        let snapshotBefore = environment.checkGlobalLeaks ? IPCSnapshot.take() : nil
+        let resources = planResources()
+        var ownKeys: [NativeIPCKey] = resources.compactMap { $0.key.flatMap { NativeIPCKey(string: $0) } }
+        ownKeys += ownKeys.map { $0.lockSemaphoreKey() }
+
+        // Setup runs here, in the runner; it stays attached to what it made until the scenario ends.
+        let setup = StepExecutor(resources: resources) { (name: String) throws(StepFailure) in
+            throw StepFailure(line: 0, step: "barrier", error: "unsupported", message: "setup cannot wait at barrier \(name)", errno: nil)
+        }
+        var ftokKeys = Set<Int32>()
+        do {
+            try setup.run(scenario.setup)
+        } catch {
+            setup.closeAll()
+            return finish(.errored(message: "setup failed at \(scenario.file):\(error.line): \(error.error)", type: "setup"),
+                          detail: error.description, setup: nil, ownKeys: ownKeys, ftokKeys: ftokKeys, snapshot: snapshotBefore)
+        }
+        ftokKeys = Set(ownKeys.compactMap { IPCSnapshot.ftokKey($0) })
+
+        let planDirectory = environment.workDirectory + "/\(token)"
+        mkdir(planDirectory, 0o700)
+        defer { RunEnvironment.removeTree(planDirectory) }
+        do {
+            try spawnWorkers(resources: resources, planDirectory: planDirectory)
+        } catch {
+            problems.append((.error, "could not start the workers: \(error)"))
+        }
+        superviseWorkers()
+        ftokKeys.formUnion(ownKeys.compactMap { IPCSnapshot.ftokKey($0) })
+        checkMemory(setup: setup, resources: resources)
+        let status: TestCaseResult.Status
+        if let error = problems.first(where: { $0.kind == .error }) {
+            status = .errored(message: error.message, type: "error")
+        } else if let failure = problems.first {
+            status = .failed(message: failure.message, type: "expectation")
+        } else {
+            status = .passed
+        }
+        return finish(status, detail: problems.map(\.message).joined(separator: "\n"), setup: setup, ownKeys: ownKeys, ftokKeys: ftokKeys, snapshot: snapshotBefore)
+    }
+
+    /// Teardown (detach what setup made), leak check, output and metrics.
+    private func finish(
+        _ status: TestCaseResult.Status, detail: String, setup: StepExecutor?, ownKeys: [NativeIPCKey], ftokKeys: Set<Int32>,
+        snapshot: IPCSnapshot?
+    ) -> TestCaseResult {
+        setup?.closeAll()
+        var status = status
+        var detail = detail
+        if scenario.expect.checkLeaks {
+            var leaked = IPCSnapshot.traces(of: ownKeys, ftokKeys: ftokKeys)
+            if let snapshot { leaked += IPCSnapshot.take().added(since: snapshot) }
+            leaked = Array(Set(leaked)).sorted()
+            if !leaked.isEmpty {
+                let message = "leaks: none: left behind: " + leaked.joined(separator: ", ")
+                detail += (detail.isEmpty ? "" : "\n") + message
+                if status == .passed { status = .failed(message: message, type: "leak") }
+            }
+        }
+        var result = base(status, detail: detail)
+        result.output = workers.map { w in
+            (["--- \(w.label) (\(w.process.status.map(Self.describe) ?? "running"))"] + w.tail).joined(separator: "\n")
+        }.joined(separator: "\n")
+        result.properties = metrics()
+        return result
+    }
+
+    private func metrics() -> [(name: String, value: String)] {
+        let results = workers.compactMap(\.result)
+        guard !results.isEmpty else { return [("workers", "\(workers.count)")] }
+        let ops = results.reduce(0) { $0 + $1.ops }
+        let maxElapsed = results.map(\.elapsedNs).max() ?? 0
+        var props: [(String, String)] = [("workers", "\(workers.count)"), ("operations", "\(ops)")]
+        if maxElapsed > 0 { props.append(("operations_per_second", String(Int(Double(ops) / (Double(maxElapsed) / 1e9))))) }
+        let locks = results.reduce(0) { $0 + $1.lockCount }
+        if locks > 0 {
+            props.append(("lock_count", "\(locks)"))
+            // Worst worker's percentiles: the ones a user would look at first.
+            if let p = results.compactMap(\.lockP50Ns).max() { props.append(("lock_p50_ns", "\(p)")) }
+            if let p = results.compactMap(\.lockP90Ns).max() { props.append(("lock_p90_ns", "\(p)")) }
+            if let p = results.compactMap(\.lockP99Ns).max() { props.append(("lock_p99_ns", "\(p)")) }
+            if let p = results.compactMap(\.lockMaxNs).max() { props.append(("lock_max_ns", "\(p)")) }
+        }
+        return props
+    }
+
+    static func describe(_ status: Int32) -> String {
+        if let code = SpawnedProcess.exitCode(status) { return "exit \(code)" }
+        return "signal " + Signals.name(SpawnedProcess.signal(status) ?? 0)
+    }
+
+    // MARK: resources
+
+    /// The plan's resources with keys made unique for this run: `counter` becomes `counter-<token>`.
+    func planResources() -> [Plan.Resource] {
+        scenario.resources.map { spec in
+            var key: String?
+            if spec.kind == .segment, let legacy = spec.key {
+                let type: NativeIPCKey.KeyType = spec.backend == .posix ? .posixRealtime : .systemV
+                key = NativeIPCKey.legacy("\(legacy)-\(token)", type: type).toString()
+            }
+            return Plan.Resource(
+                id: spec.id, kind: spec.kind, key: key, size: spec.size, lock: spec.lock, lockOffset: spec.lockOffset,
+                path: nil, fd: nil, isPrivate: spec.isPrivate)
+        }
+    }
+
+    // MARK: workers
+
+    private func spawnWorkers(resources: [Plan.Resource], planDirectory: String) throws {
+        for spec in scenario.workers {
+            let barriers = Self.barrierNames(spec.steps)
+            for index in 0..<spec.count {
+                let plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: spec.steps)
+                let planPath = "\(planDirectory)/\(spec.name)-\(index).plan"
+                try plan.encoded().write(toFile: planPath, atomically: false, encoding: .utf8)
+                var env = ProcessInfo.processInfo.environment
+                env["SHM_HARNESS_WORKER"] = "\(spec.name)/\(index)"
+                for r in resources {
+                    let prefix = "SHM_HARNESS_" + (scenario.resource(r.id)?.environmentName ?? r.id.uppercased()) + "_"
+                    env[prefix + "KIND"] = r.kind.rawValue
+                    if let key = r.key, let parsed = NativeIPCKey(string: key) {
+                        env[prefix + "KEY"] = key
+                        env[prefix + "LEGACY_KEY"] = parsed.legacyKey
+                        env[prefix + "TYPE"] = parsed.type == .posixRealtime ? "posix" : "systemv"
+                    }
+                    if let size = r.size { env[prefix + "SIZE"] = "\(size)" }
+                    if let path = r.path { env[prefix + "PATH"] = path }
+                    if let fd = r.fd { env[prefix + "FD"] = "\(fd)" }
+                }
+                var arguments: [String]
+                switch spec.impl {
+                case .swift:
+                    arguments = [environment.harnessPath, "worker", planPath]
+                    if let user = spec.user { arguments += ["--user", user] }
+                case .c:
+                    arguments = [environment.cWorkerPath ?? "shmh-worker", planPath]
+                    if let user = spec.user { arguments += ["--user", user] }
+                case .exec:
+                    arguments = spec.command
+                    if let user = spec.user { arguments = [environment.harnessPath, "worker", "--user", user, "--exec", "--"] + arguments }
+                }
+                let process = try SpawnedProcess(label: "\(spec.name)/\(index)", arguments: arguments, environment: env)
+                workers.append(Worker(group: spec.name, index: index, spec: spec, process: process, barriersNamed: barriers))
+            }
+        }
+    }
+
+    static func barrierNames(_ steps: [Step]) -> Set<String> {
+        var names = Set<String>()
+        for step in steps {
+            switch step.action {
+            case .barrier(let name): names.insert(name)
+            case .repeatTimes(_, let body), .repeatFor(_, let body): names.formUnion(barrierNames(body))
+            default: break
+            }
+        }
+        return names
+    }
+
+    /// The event loop: output lines, barriers, exits, and the scenario's timeout.
+    private func superviseWorkers() {
+        let deadline = Date().addingTimeInterval(scenario.timeout.seconds)
+        var timedOut = false
+        while workers.contains(where: { $0.process.status == nil }) {
+            var fds: [pollfd] = []
+            var owners: [(Int, Bool)] = []
+            for (i, w) in workers.enumerated() where w.process.status == nil || !w.stdout.closed || !w.stderr.closed {
+                if !w.stdout.closed { fds.append(pollfd(fd: w.process.stdoutFD, events: Int16(POLLIN), revents: 0)); owners.append((i, true)) }
+                if !w.stderr.closed { fds.append(pollfd(fd: w.process.stderrFD, events: Int16(POLLIN), revents: 0)); owners.append((i, false)) }
+            }
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 {
+                timedOut = true
+                break
+            }
+            let ready = fds.isEmpty ? 0 : Glibc.poll(&fds, nfds_t(fds.count), Int32(min(left, 0.05) * 1000))
+            if fds.isEmpty { usleep(10_000) }
+            if ready > 0 {
+                for (n, fd) in fds.enumerated() where fd.revents != 0 {
+                    let (i, isStdout) = owners[n]
+                    if isStdout {
+                        for line in workers[i].stdout.read(fd.fd) { handle(line, from: i) }
+                    } else {
+                        let lines = workers[i].stderr.read(fd.fd)
+                        workers[i].tail = Array((workers[i].tail + lines).suffix(20))
+                    }
+                }
+            }
+            for i in workers.indices where workers[i].process.status == nil {
+                if workers[i].process.poll() != nil {
+                    // Drain what is left, then see whether a barrier can no longer be met.
+                    for line in workers[i].stdout.read(workers[i].process.stdoutFD) { handle(line, from: i) }
+                    workers[i].tail = Array((workers[i].tail + workers[i].stderr.read(workers[i].process.stderrFD)).suffix(20))
+                    workers[i].process.closeInput()
+                    for name in workers[i].barriersNamed { checkBarrier(name) }
+                }
+            }
+        }
+        if timedOut {
+            let alive = workers.filter { $0.process.status == nil }
+            for w in alive { w.process.killGroup() }
+            for w in alive { w.process.wait() }
+            problems.insert((.error, "timeout: the scenario ran longer than \(DurationText.format(scenario.timeout)); killed \(alive.count) worker(s): \(alive.prefix(8).map(\.label).joined(separator: ", "))\(alive.count > 8 ? ", ..." : "")"), at: 0)
+        }
+        for i in workers.indices {
+            workers[i].tail = Array((workers[i].tail + workers[i].stderr.read(workers[i].process.stderrFD)).suffix(20))
+            judge(i)
+        }
+    }
+
+    private func handle(_ line: String, from i: Int) {
+        if line.hasPrefix("barrier ") {
+            let name = String(line.dropFirst("barrier ".count))
+            workers[i].waitingAt = name
+            checkBarrier(name)
+        } else if line.hasPrefix("result ") {
+            workers[i].result = try? JSONDecoder().decode(WorkerProcess.Result.self, from: Data(line.dropFirst("result ".count).utf8))
+        } else {
+            workers[i].tail = Array((workers[i].tail + [line]).suffix(20))
+        }
+    }
+
+    /// Releases a barrier once every worker that names it waits there; if one of them has ended instead, the
+    /// ones waiting are released with an error (the testcase errs, naming the barrier and the missing worker).
+    private func checkBarrier(_ name: String) {
+        let participants = workers.indices.filter { workers[$0].barriersNamed.contains(name) }
+        let waiting = participants.filter { workers[$0].waitingAt == name }
+        guard !waiting.isEmpty else { return }
+        if let gone = participants.first(where: { workers[$0].process.status != nil && workers[$0].waitingAt != name }) {
+            let message = "barrier '\(name)': worker \(workers[gone].label) ended (\(Self.describe(workers[gone].process.status ?? 0))) without reaching it"
+            problems.append((.error, message))
+            for i in waiting {
+                workers[i].waitingAt = nil
+                workers[i].process.send("abort \(name) \(message)")
+            }
+            return
+        }
+        guard waiting.count == participants.count else { return }
+        for i in waiting {
+            workers[i].waitingAt = nil
+            workers[i].process.send("go \(name)")
+        }
+    }
+
+    /// Compares a worker's end with its `expect`.
+    private func judge(_ i: Int) {
+        let w = workers[i]
+        guard let status = w.process.status else { return }
+        let where_ = "worker \(w.label)"
+        let exit = SpawnedProcess.exitCode(status)
+        let signal = SpawnedProcess.signal(status)
+        if let result = w.result, !result.ok {
+            let step = "\(scenario.file):\(result.line ?? 0) (\(result.step ?? "?"))"
+            let kind: Kind = result.error == "barrier-aborted" || result.error == "unsupported" ? .error : .failure
+            problems.append((kind, "\(where_), step at \(step): \(result.error ?? "failed"): \(result.message ?? "")"))
+            return
+        }
+        switch w.spec.expect {
+        case .exit(let want):
+            if let exit, exit == want { return }
+            if let signal {
+                problems.append((.error, "\(where_) was killed by \(Signals.name(signal)); expected exit \(want)"))
+            } else if exit == 3 {
+                problems.append((.error, "\(where_) could not run here: \(w.tail.last ?? "not applicable")"))
+            } else if exit == 2 && w.spec.impl != .exec {
+                problems.append((.error, "\(where_) is broken (exit 2): \(w.tail.last ?? "")"))
+            } else {
+                problems.append((.failure, "\(where_) ended with exit \(exit ?? -1); expected exit \(want)"))
+            }
+        case .signal(let want):
+            if signal == want { return }
+            problems.append((.failure, "\(where_) ended with \(Self.describe(status)); expected signal \(Signals.name(want))"))
+        }
+    }
+
+    /// `expect: memory:` through the runner's own attachment (setup's), or a temporary read-only one.
+    private func checkMemory(setup: StepExecutor, resources: [Plan.Resource]) {
+        for check in scenario.expect.memory {
+            guard let resource = resources.first(where: { $0.id == check.resource }), let keyText = resource.key,
+                let key = NativeIPCKey(string: keyText)
+            else {
+                problems.append((.error, "expect memory \(check.resource): not a segment this build can read"))
+                continue
+            }
+            var temporary: SharedMemory?
+            var segment = setup.segment(check.resource)
+            if segment?.isAttached != true {
+                temporary = SharedMemory(key: key)
+                do { try temporary!.attach(.readOnly) } catch {
+                    problems.append((.failure, "expect memory \(check.resource)@\(check.offset) (\(check.location)): cannot attach: \(error)"))
+                    continue
+                }
+                segment = temporary
+            }
+            do {
+                let got = try segment!.read(at: check.offset, count: check.value.bytes.count)
+                if got != check.value.bytes {
+                    let shown: StoredValue = if case .u64 = check.value { .u64(got.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }) } else { .bytes(got) }
+                    problems.append((.failure, "expect memory \(check.resource)@\(check.offset) (\(check.location)): want \(check.value), got \(shown)"))
+                }
+            } catch {
+                problems.append((.failure, "expect memory \(check.resource)@\(check.offset) (\(check.location)): \(error)"))
+            }
+            try? temporary?.detach()
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import ScenarioKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The Swift worker: `shm-harness worker PLAN`. Runs one plan's steps and talks to the runner over
+/// stdin/stdout:
+/// - `barrier NAME` (to the runner), then waits for `go NAME` or `abort NAME REASON` on stdin;
+/// - last line: `result {json}` with `ok`, the failing `line`, `step`, `error`, `message`, `errno`, and the
+///   counters (`ops`, `elapsedNs`, `lockCount`, `lockP50Ns`, `lockP90Ns`, `lockP99Ns`, `lockMaxNs`).
+///
+/// Exit status (LTP/stress-ng style): 0 every step did what it should, 1 a step failed its expectation,
+/// 2 broken (unreadable plan), 3 not applicable here (e.g. the user to drop to does not exist).
+public enum WorkerProcess {
+    public struct Result: Codable, Sendable {
+        public var ok: Bool
+        public var line: Int?
+        public var step: String?
+        public var error: String?
+        public var message: String?
+        public var errno: Int32?
+        public var ops: Int
+        public var elapsedNs: UInt64
+        public var lockCount: Int
+        public var lockP50Ns: UInt64?
+        public var lockP90Ns: UInt64?
+        public var lockP99Ns: UInt64?
+        public var lockMaxNs: UInt64?
+    }
+
+    public static func main(planPath: String, user: String?) -> Int32 {
+        guard let text = try? String(contentsOfFile: planPath, encoding: .utf8) else {
+            FileHandle.standardError.write(Data("shm-harness worker: cannot read the plan \(planPath)\n".utf8))
+            return 2
+        }
+        let plan: Plan
+        do {
+            plan = try Plan.parse(text)
+        } catch {
+            FileHandle.standardError.write(Data("shm-harness worker: \(planPath): \(error)\n".utf8))
+            return 2
+        }
+        if let user {
+            if let reason = UserDrop.drop(to: user) {
+                FileHandle.standardError.write(Data("shm-harness worker: cannot run as \(user): \(reason)\n".utf8))
+                return 3
+            }
+        }
+        let executor = StepExecutor(resources: plan.resources) { (name: String) throws(StepFailure) in
+            print("barrier \(name)")
+            fflush(nil)
+            guard let reply = readLine() else {
+                throw StepFailure(line: 0, step: "barrier", error: "barrier-aborted", message: "the runner went away", errno: nil)
+            }
+            if reply == "go \(name)" { return }
+            throw StepFailure(line: 0, step: "barrier", error: "barrier-aborted", message: String(reply.dropFirst("abort ".count)), errno: nil)
+        }
+        var result = Result(ok: true, ops: 0, elapsedNs: 0, lockCount: 0)
+        var status: Int32 = 0
+        do {
+            try executor.run(plan.steps)
+        } catch {
+            result.ok = false
+            result.line = error.line
+            result.step = error.step
+            result.error = error.error
+            result.message = error.message
+            result.errno = error.errno
+            status = 1
+        }
+        executor.closeAll()
+        let stats = executor.stats
+        result.ops = stats.operations
+        result.elapsedNs = stats.elapsedNanoseconds
+        result.lockCount = stats.lockLatencies.count
+        result.lockP50Ns = stats.percentile(0.5)
+        result.lockP90Ns = stats.percentile(0.9)
+        result.lockP99Ns = stats.percentile(0.99)
+        result.lockMaxNs = stats.lockLatencies.max()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if let data = try? encoder.encode(result), let json = String(data: data, encoding: .utf8) {
+            print("result " + json)
+        }
+        fflush(nil)
+        return status
+    }
+}
+
+/// Drops to another user (its primary group, no supplementary groups); nil on success, or why not.
+public func dropPrivileges(to user: String) -> String? { UserDrop.drop(to: user) }
+
+/// Drops to another user before the first step (its primary group, no supplementary groups).
+enum UserDrop {
+    /// nil on success, or why not.
+    static func drop(to user: String) -> String? {
+        var uid: uid_t
+        var gid: gid_t
+        if let pw = getpwnam(user) {
+            uid = pw.pointee.pw_uid
+            gid = pw.pointee.pw_gid
+        } else if let number = UInt32(user), let pw = getpwuid(number) {
+            uid = pw.pointee.pw_uid
+            gid = pw.pointee.pw_gid
+        } else {
+            return "no such user"
+        }
+        guard geteuid() == 0 else { return "dropping to another user needs root" }
+        guard setgroups(0, nil) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
+            return String(cString: strerror(errno))
+        }
+        _ = uid
+        _ = gid
+        return nil
+    }
+}

@@ -1,0 +1,180 @@
+import Yams
+
+extension Interpreter {
+    /// A list of steps. Each step is a mapping with one step key, plus `expect-error:` and, for `repeat`, `steps:`.
+    mutating func steps(_ node: Node, resources: [String: ResourceSpec], inSetup: Bool, depth: Int = 0) -> [Step]? {
+        guard case .sequence(let items) = node else {
+            reader.fail(node, "steps must be a list, not \(NodeReader.describe(node))")
+            return nil
+        }
+        if depth > 8 { reader.fail(node, "repeat is nested more than 8 deep"); return nil }
+        var result: [Step] = []
+        for item in items {
+            if let step = step(item, resources: resources, inSetup: inSetup, depth: depth) { result.append(step) }
+        }
+        return result
+    }
+
+    mutating func step(_ node: Node, resources: [String: ResourceSpec], inSetup: Bool, depth: Int) -> Step? {
+        let allowed = StepKind.allCases.map(\.rawValue) + ["expect-error", "steps"]
+        let errorsBefore = reader.errors.count
+        guard let entries = reader.mapping(node, "a step", allowed: allowed) else { return nil }
+        // An unknown key was reported already: say nothing more about this item.
+        if reader.errors.count > errorsBefore && entries.allSatisfy({ $0.key == "expect-error" || $0.key == "steps" }) { return nil }
+        let stepEntries = entries.filter { $0.key != "expect-error" && $0.key != "steps" }
+        guard stepEntries.count == 1, let entry = stepEntries.first, let kind = StepKind(rawValue: entry.key) else {
+            reader.fail(node, stepEntries.isEmpty ? "a step needs one of: \(StepKind.allCases.map(\.rawValue).joined(separator: ", "))" : "one step per list item; found \(stepEntries.map(\.key).joined(separator: ", "))")
+            return nil
+        }
+        let location = reader.location(entry.keyNode)
+        var expectError: String?
+        if let e = entries.first(where: { $0.key == "expect-error" }) {
+            expectError = reader.string(e.value, "expect-error")
+            if let name = expectError, !Self.errorNames.contains(name) {
+                reader.fail(e.value, "unknown error '\(name)'; expected one of: \(Self.errorNames.joined(separator: ", "))")
+            }
+        }
+        let nested = entries.first { $0.key == "steps" }
+        if nested != nil && kind != .repeat { reader.fail(nested?.keyNode, "steps: belongs to a repeat step") }
+        if inSetup && ![.create, .attach, .store, .fill, .seal, .truncate].contains(kind) {
+            reader.fail(entry.keyNode, "setup runs in the runner itself: it takes create, attach, store, fill, seal and truncate, not \(kind.rawValue)")
+        }
+        let value = entry.value
+        var action: Step.Action?
+
+        func resourceOnly(_ what: String) -> String? {
+            if case .mapping = value {
+                guard let fields = reader.mapping(value, what, allowed: ["res"]) else { return nil }
+                return resourceRef(Arguments(fields)["res"], value, ids: Set(resources.keys))
+            }
+            return resourceRef(value, node, ids: Set(resources.keys))
+        }
+
+        switch kind {
+        case .create:
+            if case .mapping = value {
+                guard let fields = reader.mapping(value, "create", allowed: ["res", "size"]) else { return nil }
+                let args = Arguments(fields)
+                guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+                let size = args["size"].flatMap { reader.size($0, "size") }
+                action = .create(resource: res, size: size)
+            } else if let res = resourceOnly("create") {
+                action = .create(resource: res, size: nil)
+            }
+        case .attach:
+            if case .mapping = value {
+                guard let fields = reader.mapping(value, "attach", allowed: ["res", "mode"]) else { return nil }
+                let args = Arguments(fields)
+                guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+                var readOnly = false
+                if let m = args["mode"], let mode = reader.string(m, "mode") {
+                    switch mode {
+                    case "ro": readOnly = true
+                    case "rw": readOnly = false
+                    default: reader.fail(m, "mode is ro or rw, not '\(mode)'")
+                    }
+                }
+                action = .attach(resource: res, readOnly: readOnly)
+            } else if let res = resourceOnly("attach") {
+                action = .attach(resource: res, readOnly: false)
+            }
+        case .detach: action = resourceOnly("detach").map { .detach(resource: $0) }
+        case .lock: action = resourceOnly("lock").map { .lock(resource: $0) }
+        case .unlock: action = resourceOnly("unlock").map { .unlock(resource: $0) }
+        case .tryLock: action = resourceOnly("try-lock").map { .tryLock(resource: $0) }
+        case .touchAll: action = resourceOnly("touch-all").map { .touchAll(resource: $0) }
+        case .add, .atomicAdd:
+            guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "offset", "value"]) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
+            let amount = args["value"].flatMap { reader.int($0, "value") } ?? 1
+            action = kind == .add ? .add(resource: res, offset: offset, value: Int64(amount)) : .atomicAdd(resource: res, offset: offset, value: Int64(amount))
+        case .store, .check:
+            guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "offset", "u64", "hex"]) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
+            guard let stored = storedValue(args, value) else { return nil }
+            action = kind == .store ? .store(resource: res, offset: offset, value: stored) : .check(resource: res, offset: offset, value: stored)
+        case .fill, .checkFill:
+            guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "byte"]) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            let byte = args["byte"].flatMap { reader.int($0, "byte", range: 0...255) } ?? 0
+            action = kind == .fill ? .fill(resource: res, byte: UInt8(byte)) : .checkFill(resource: res, byte: UInt8(byte))
+        case .truncate:
+            guard let fields = reader.mapping(value, "truncate", allowed: ["res", "size"]) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            guard let sizeNode = args["size"], let size = reader.size(sizeNode, "size") else {
+                if args["size"] == nil { reader.fail(value, "truncate needs size:") }
+                return nil
+            }
+            action = .truncate(resource: res, size: size)
+        case .seal:
+            guard let fields = reader.mapping(value, "seal", allowed: ["res", "seals"]) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            guard let list = args["seals"].flatMap({ reader.list($0, "seals") }) else {
+                if args["seals"] == nil { reader.fail(value, "seal needs seals:") }
+                return nil
+            }
+            action = .seal(resource: res, seals: list.compactMap { reader.choice($0, "seal", as: Seal.self) })
+        case .barrier:
+            if let name = reader.string(value, "barrier"), !name.isEmpty, !name.contains(" ") {
+                action = .barrier(name: name)
+            } else {
+                reader.fail(value, "a barrier needs a name without spaces")
+            }
+        case .sleep:
+            action = reader.duration(value, "sleep").map { .sleep($0) }
+        case .crash:
+            if let text = reader.string(value, "crash") {
+                if let number = Signals.number(text) { action = .crash(signal: number) } else {
+                    reader.fail(value, "unknown signal '\(text)'")
+                }
+            }
+        case .repeat:
+            guard let body = nested else {
+                reader.fail(node, "repeat needs steps:")
+                return nil
+            }
+            let inner = steps(body.value, resources: resources, inSetup: inSetup, depth: depth + 1) ?? []
+            if case .mapping = value {
+                guard let fields = reader.mapping(value, "repeat", allowed: ["times", "for"]) else { return nil }
+                let args = Arguments(fields)
+                if let t = args["times"], args["for"] == nil {
+                    action = reader.int(t, "times", range: 0...1_000_000_000).map { .repeatTimes($0, inner) }
+                } else if let f = args["for"], args["times"] == nil {
+                    action = reader.duration(f, "for").map { .repeatFor($0, inner) }
+                } else {
+                    reader.fail(value, "repeat takes times: N or for: DURATION")
+                }
+            } else {
+                action = reader.int(value, "repeat", range: 0...1_000_000_000).map { .repeatTimes($0, inner) }
+            }
+        }
+        guard let action else { return nil }
+        checkApplies(action, resources: resources, node: entry.keyNode)
+        return Step(action: action, expectError: expectError, location: location)
+    }
+
+    /// Steps that only make sense for some kinds of resource.
+    mutating func checkApplies(_ action: Step.Action, resources: [String: ResourceSpec], node: Node) {
+        guard let id = action.resource, let resource = resources[id] else { return }
+        switch action {
+        case .truncate where resource.kind == .segment:
+            reader.fail(node, "truncate changes a file's size; '\(id)' is a segment")
+        case .seal where resource.kind != .memfd:
+            reader.fail(node, "seal applies to a memfd; '\(id)' is a \(resource.kind.rawValue)")
+        default: break
+        }
+    }
+
+    /// The error names of the contract (the library's `SharedMemoryError.Code.name` list).
+    static let errorNames = [
+        "permission-denied", "invalid-size", "key-error", "already-exists", "not-found", "lock-error",
+        "out-of-resources", "busy", "sealed", "bus-error", "owner-died",
+    ]
+}

@@ -1,0 +1,250 @@
+import Foundation
+import Yams
+
+/// Turns one matrix combination of a scenario's YAML tree into a ``Scenario``, checking every field.
+struct Interpreter {
+    var reader: NodeReader
+
+    static let resourceKeys = ["kind", "backend", "key", "size", "lock", "lock-offset", "dir", "private", "seals"]
+    static let workerKeys = ["name", "count", "impl", "command", "user", "steps", "expect"]
+    static let maxWorkers = 4096
+
+    mutating func scenario(
+        _ top: [(key: String, keyNode: Node, value: Node)], file: String, root: String?,
+        combination: [(name: String, value: String)], node: Node
+    ) -> Scenario? {
+        func value(_ key: String) -> Node? { top.first { $0.key == key }?.value }
+        let stem = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
+        let name = value("name").flatMap { reader.string($0, "name") } ?? stem
+        let summary = value("summary").flatMap { reader.string($0, "summary") } ?? ""
+        let tags = value("tags").flatMap { reader.list($0, "tags") }.map { $0.compactMap { reader.string($0, "a tag") } } ?? []
+        var requires: [Requirement] = []
+        if let list = value("requires").flatMap({ reader.list($0, "requires") }) {
+            for item in list {
+                if let requirement = reader.choice(item, "requirement", as: Requirement.self) { requires.append(requirement) }
+            }
+        }
+        var timeout = ScenarioLoader.defaultTimeout
+        if let node = value("timeout"), let parsed = reader.duration(node, "timeout") {
+            if parsed <= .zero { reader.fail(node, "timeout must be longer than 0") } else { timeout = parsed }
+        }
+
+        var resources: [ResourceSpec] = []
+        if let node = value("resources"), let entries = reader.mapping(node, "resources", allowed: [String](anyKeys: node)) {
+            for entry in entries {
+                if let resource = resourceSpec(id: entry.key, keyNode: entry.keyNode, entry.value) { resources.append(resource) }
+            }
+        }
+        let ids = Set(resources.map(\.id))
+        let kinds = Dictionary(resources.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+
+        let setup = value("setup").flatMap { steps($0, resources: kinds, inSetup: true) } ?? []
+        var workers: [WorkerSpec] = []
+        if let node = value("workers"), let list = reader.list(node, "workers") {
+            for (index, item) in list.enumerated() {
+                if let worker = workerSpec(item, index: index, resources: kinds) {
+                    if workers.contains(where: { $0.name == worker.name }) {
+                        reader.fail(item, "duplicate worker name '\(worker.name)'")
+                    }
+                    workers.append(worker)
+                }
+            }
+        } else if value("workers") == nil {
+            reader.fail(node, "a scenario needs workers:")
+        }
+        let total = workers.reduce(0) { $0 + $1.count }
+        if total > Self.maxWorkers { reader.fail(value("workers"), "\(total) worker processes; at most \(Self.maxWorkers)") }
+        let expect = value("expect").flatMap { expectation($0, ids: ids) } ?? ScenarioExpectation(memory: [], checkLeaks: true)
+
+        var classname = "scenarios"
+        if let root {
+            let rootURL = URL(fileURLWithPath: root).standardizedFileURL.path
+            let dir = URL(fileURLWithPath: file).standardizedFileURL.deletingLastPathComponent().path
+            if dir.hasPrefix(rootURL) {
+                let relative = dir.dropFirst(rootURL.count).drop(while: { $0 == "/" })
+                if !relative.isEmpty { classname = relative.replacingOccurrences(of: "/", with: ".") }
+            }
+        }
+        return Scenario(
+            file: file, classname: classname, name: name, summary: summary, tags: tags, requires: requires,
+            timeout: timeout, combination: combination, resources: resources, setup: setup, workers: workers,
+            expect: expect, location: reader.location(node))
+    }
+
+    mutating func resourceSpec(id: String, keyNode: Node, _ node: Node) -> ResourceSpec? {
+        guard !id.isEmpty, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+            reader.fail(keyNode, "resource ids are plain words (letters, digits, - and _), not '\(id)'")
+            return nil
+        }
+        guard let entries = reader.mapping(node, "resource '\(id)'", allowed: Self.resourceKeys) else { return nil }
+        func value(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
+        guard let kindNode = value("kind") else {
+            reader.fail(node, "resource '\(id)' needs kind: (segment, file or memfd)")
+            return nil
+        }
+        guard let kind = reader.choice(kindNode, "resource kind", as: ResourceKind.self) else { return nil }
+        var spec = ResourceSpec(
+            id: id, kind: kind, backend: nil, key: nil, size: nil, lock: kind == .segment ? .semaphore : .futex,
+            lockOffset: 0, directory: nil, isPrivate: false, seals: [], location: reader.location(keyNode))
+        func only(_ key: String, for allowed: ResourceKind...) {
+            if let node = value(key), !allowed.contains(kind) {
+                reader.fail(node, "'\(key)' does not apply to a \(kind.rawValue) resource")
+            }
+        }
+        only("backend", for: .segment)
+        only("key", for: .segment)
+        only("dir", for: .file)
+        only("private", for: .file)
+        only("seals", for: .memfd)
+        if kind == .segment {
+            if let node = value("backend") { spec.backend = reader.choice(node, "backend", as: SegmentBackend.self) } else {
+                spec.backend = .systemv
+            }
+            if let node = value("key") { spec.key = reader.string(node, "key") } else {
+                spec.key = id
+            }
+            if spec.key?.isEmpty == true { reader.fail(value("key"), "a segment key must not be empty") }
+        }
+        if let node = value("size") {
+            spec.size = reader.size(node, "size")
+            if spec.size == 0 { reader.fail(node, "size must be larger than 0") }
+        } else {
+            reader.fail(node, "resource '\(id)' needs size:")
+        }
+        if let node = value("lock") { spec.lock = reader.choice(node, "lock", as: LockKind.self) ?? spec.lock }
+        if spec.lock == .semaphore && kind != .segment {
+            reader.fail(value("lock"), "lock: semaphore is a segment's lock; use futex, robust-mutex or lockfile for a \(kind.rawValue)")
+        }
+        if let node = value("lock-offset") {
+            spec.lockOffset = reader.int(node, "lock-offset", range: 0...Int(Int32.max)) ?? 0
+            if spec.lockOffset % 8 != 0 { reader.fail(node, "lock-offset must be a multiple of 8") }
+        }
+        if [.futex, .robustMutex].contains(spec.lock), let size = spec.size, spec.lockOffset + 64 > size {
+            reader.fail(value("lock-offset") ?? value("size"), "the lock's 64 bytes at offset \(spec.lockOffset) do not fit in \(size) bytes")
+        }
+        if let node = value("dir") { spec.directory = reader.string(node, "dir") } else if kind == .file { spec.directory = "tmpfs" }
+        if let node = value("private") { spec.isPrivate = reader.bool(node, "private") ?? false }
+        if let node = value("seals"), let list = reader.list(node, "seals") {
+            spec.seals = list.compactMap { reader.choice($0, "seal", as: Seal.self) }
+        }
+        return spec
+    }
+
+    mutating func workerSpec(_ node: Node, index: Int, resources: [String: ResourceSpec]) -> WorkerSpec? {
+        guard let entries = reader.mapping(node, "a worker", allowed: Self.workerKeys) else { return nil }
+        func value(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
+        let name = value("name").flatMap { reader.string($0, "worker name") } ?? "worker\(index + 1)"
+        if name.isEmpty || name.contains("/") || name.contains(" ") {
+            reader.fail(value("name"), "worker names are words without '/' or spaces, not '\(name)'")
+        }
+        let count = value("count").flatMap { reader.int($0, "count", range: 1...Self.maxWorkers) } ?? 1
+        let impl = value("impl").flatMap { reader.choice($0, "impl", as: WorkerImpl.self) } ?? .swift
+        var command: [String] = []
+        if let node = value("command") {
+            if impl != .exec { reader.fail(node, "command: is for impl: exec") }
+            command = reader.list(node, "command").map { $0.compactMap { reader.string($0, "a command argument") } } ?? []
+            if command.isEmpty { reader.fail(node, "command: needs the program and its arguments") }
+        } else if impl == .exec {
+            reader.fail(node, "impl: exec needs command: [program, args...]")
+        }
+        let user = value("user").flatMap { reader.string($0, "user") }
+        var steps: [Step] = []
+        if let node = value("steps") {
+            if impl == .exec { reader.fail(node, "an exec worker runs its command; it has no steps") }
+            steps = self.steps(node, resources: resources, inSetup: false) ?? []
+        } else if impl != .exec {
+            reader.fail(node, "worker '\(name)' needs steps:")
+        }
+        var expect = Termination.exit(0)
+        if let node = value("expect"), let e = reader.mapping(node, "a worker's expect", allowed: ["exit", "signal"]) {
+            if e.count != 1 { reader.fail(node, "a worker's expect is either exit: N or signal: NAME") }
+            for entry in e {
+                if entry.key == "exit", let code = reader.int(entry.value, "exit", range: 0...255) { expect = .exit(Int32(code)) }
+                if entry.key == "signal", let text = reader.string(entry.value, "signal") {
+                    if let number = Signals.number(text) { expect = .signal(number) } else {
+                        reader.fail(entry.value, "unknown signal '\(text)'")
+                    }
+                }
+            }
+        }
+        return WorkerSpec(
+            name: name, count: count, impl: impl, command: command, user: user, steps: steps, expect: expect,
+            location: reader.location(node))
+    }
+
+    mutating func expectation(_ node: Node, ids: Set<String>) -> ScenarioExpectation? {
+        guard let entries = reader.mapping(node, "expect", allowed: ["memory", "leaks"]) else { return nil }
+        var result = ScenarioExpectation(memory: [], checkLeaks: true)
+        for entry in entries {
+            switch entry.key {
+            case "leaks":
+                switch reader.string(entry.value, "leaks") {
+                case "none": result.checkLeaks = true
+                case "ignore": result.checkLeaks = false
+                case let other?: reader.fail(entry.value, "leaks is none or ignore, not '\(other)'")
+                case nil: break
+                }
+            default:
+                for item in reader.list(entry.value, "memory") ?? [] {
+                    guard let fields = reader.mapping(item, "a memory check", allowed: ["res", "offset", "u64", "hex"]) else { continue }
+                    let args = Arguments(fields)
+                    guard let res = resourceRef(args["res"], item, ids: ids) else { continue }
+                    let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
+                    guard let stored = storedValue(args, item) else { continue }
+                    result.memory.append(MemoryCheck(resource: res, offset: offset, value: stored, location: reader.location(item)))
+                }
+            }
+        }
+        return result
+    }
+
+    mutating func resourceRef(_ node: Node?, _ parent: Node, ids: Set<String>) -> String? {
+        guard let node else {
+            reader.fail(parent, "missing res: (the resource id)")
+            return nil
+        }
+        guard let id = reader.string(node, "res") else { return nil }
+        guard ids.contains(id) else {
+            reader.fail(node, "unknown resource '\(id)'" + (ids.isEmpty ? " (the scenario declares no resources)" : "; declared: \(ids.sorted().joined(separator: ", "))"))
+            return nil
+        }
+        return id
+    }
+
+    mutating func storedValue(_ args: Arguments, _ node: Node) -> StoredValue? {
+        switch (args["u64"], args["hex"]) {
+        case (let u?, nil):
+            guard let text = reader.string(u, "u64") else { return nil }
+            guard let value = UInt64(text.filter { $0 != "_" }) ?? (text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : nil) else {
+                reader.fail(u, "u64 must be an unsigned 64-bit integer, not '\(text)'")
+                return nil
+            }
+            return .u64(value)
+        case (nil, let h?):
+            guard let text = reader.string(h, "hex") else { return nil }
+            let digits = Array(text.filter { $0 != " " && $0 != "_" })
+            guard !digits.isEmpty, digits.count % 2 == 0, digits.allSatisfy(\.isHexDigit) else {
+                reader.fail(h, "hex must be an even number of hex digits, not '\(text)'")
+                return nil
+            }
+            return .bytes(stride(from: 0, to: digits.count, by: 2).map { UInt8(String(digits[$0...$0 + 1]), radix: 16)! })
+        default:
+            reader.fail(node, "give exactly one of u64: or hex:")
+            return nil
+        }
+    }
+}
+
+/// A mapping's entries by key.
+struct Arguments {
+    let entries: [(key: String, keyNode: Node, value: Node)]
+    init(_ entries: [(key: String, keyNode: Node, value: Node)]) { self.entries = entries }
+    subscript(key: String) -> Node? { entries.first { $0.key == key }?.value }
+}
+
+extension Array where Element == String {
+    /// The keys a mapping node has (used where any key is allowed, e.g. resource ids).
+    init(anyKeys node: Node) {
+        if case .mapping(let mapping) = node { self = mapping.compactMap { $0.key.scalar?.string } } else { self = [] }
+    }
+}

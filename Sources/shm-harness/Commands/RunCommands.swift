@@ -1,0 +1,161 @@
+import ArgumentParser
+import Foundation
+import Harness
+import JUnit
+import ScenarioKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--shard K/N`.
+struct Shard: ExpressibleByArgument {
+    var index: Int
+    var count: Int
+
+    init?(argument: String) {
+        let parts = argument.split(separator: "/")
+        guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]), n >= 1, (1...n).contains(k) else { return nil }
+        index = k
+        count = n
+    }
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run scenario files and write a JUnit XML report.",
+        discussion: """
+            Loads every scenario first: a file that does not parse or breaks the contract stops the run with exit 2 \
+            and FILE:LINE:COLUMN messages before anything runs. Exit 0 when every testcase passed or was skipped, \
+            1 when one failed or erred.
+            """
+    )
+
+    @Argument(help: "Scenario files or folders (default: scenarios).")
+    var paths: [String] = []
+
+    @Option(help: "Where to write the JUnit XML report.")
+    var junit = "shm-harness-junit.xml"
+
+    @Option(help: "Run only scenarios with this tag (repeatable: any of them).")
+    var tag: [String] = []
+
+    @Option(help: "Run only testcases whose classname.name, name or file matches this glob (repeatable).")
+    var filter: [String] = []
+
+    @Option(help: "How many testcases run at once.")
+    var jobs = 1
+
+    @Option(help: "Run the K-th of N stable slices of the testcases (e.g. 2/4), for CI matrices.")
+    var shard: Shard?
+
+    func validate() throws {
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+    }
+
+    func run() throws {
+        let roots = paths.isEmpty ? ["scenarios"] : paths
+        let scenarios: [Scenario]
+        do {
+            scenarios = try Runner.load(roots)
+        } catch {
+            throw CommandFailure(message: "unusable scenarios, nothing was run:\n\(error)", exitCode: 2)
+        }
+        let selected = Runner.select(scenarios, tags: tag, filters: filter, shard: shard.map { ($0.index, $0.count) })
+        let progress = ProgressReporter()
+        let options = Runner.Options(
+            paths: roots, junitPath: junit, tags: tag, filters: filter, jobs: jobs,
+            shard: shard.map { ($0.index, $0.count) }, harnessVersion: ShmHarness.version)
+        let results = try Runner.run(selected, options: options, progress: progress)
+        try Runner.writeReport(results, to: junit, version: ShmHarness.version)
+        progress.summary(reportPath: junit)
+        let bad = results.contains {
+            switch $0.status {
+            case .failed, .errored: true
+            default: false
+            }
+        }
+        if bad { throw ExitCode(1) }
+    }
+}
+
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate", abstract: "Check scenario files against the contract without running them.")
+
+    @Argument(help: "Scenario files or folders.")
+    var paths: [String] = []
+
+    func run() throws {
+        let roots = paths.isEmpty ? ["scenarios"] : paths
+        do {
+            let scenarios = try Runner.load(roots)
+            let files = Set(scenarios.map(\.file)).count
+            print("ok: \(files) file(s), \(scenarios.count) testcase(s)")
+        } catch {
+            throw CommandFailure(message: "\(error)", exitCode: 2)
+        }
+    }
+}
+
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the testcases that scenario files define.")
+
+    @Argument(help: "Scenario files or folders.")
+    var paths: [String] = []
+
+    @Option(help: "Only these tags.") var tag: [String] = []
+    @Option(help: "Only testcases matching this glob.") var filter: [String] = []
+
+    func run() throws {
+        let roots = paths.isEmpty ? ["scenarios"] : paths
+        do {
+            let scenarios = Runner.select(try Runner.load(roots), tags: tag, filters: filter, shard: nil)
+            for s in scenarios {
+                let workers = s.workers.reduce(0) { $0 + $1.count }
+                var line = "\(s.identifier)  (\(workers) worker\(workers == 1 ? "" : "s")"
+                if !s.tags.isEmpty { line += "; tags: \(s.tags.joined(separator: ", "))" }
+                line += ")"
+                if !s.summary.isEmpty { line += "\n    \(s.summary)" }
+                print(line)
+            }
+        } catch {
+            throw CommandFailure(message: "\(error)", exitCode: 2)
+        }
+    }
+}
+
+/// The Swift worker, re-executed by the runner: `shm-harness worker PLAN [--user U]`.
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Execute one worker's plan (started by `run`).", shouldDisplay: false)
+
+    @Argument(help: "The plan file, or with --exec the program and its arguments.")
+    var arguments: [String] = []
+
+    @Option(help: "Drop to this user (name or uid, its primary group) before the first step.")
+    var user: String?
+
+    @Flag(help: "Only check that dropping to --user works, then exit 0.")
+    var probe = false
+
+    @Flag(help: "After dropping to --user, execute the program given after --.")
+    var exec = false
+
+    func run() throws {
+        if probe || exec {
+            if let user, let reason = Harness.dropPrivileges(to: user) {
+                throw CommandFailure(message: "cannot run as \(user): \(reason)", exitCode: 3)
+            }
+            if probe { return }
+            guard let program = arguments.first else { throw CommandFailure(message: "--exec needs a program after --", exitCode: 2) }
+            let argv = arguments.map { strdup($0) } + [nil]
+            execvp(program, argv)
+            throw CommandFailure(message: "cannot execute \(program): \(String(cString: strerror(errno)))", exitCode: 2)
+        }
+        guard arguments.count == 1 else { throw CommandFailure(message: "worker takes one plan file", exitCode: 2) }
+        throw ExitCode(WorkerProcess.main(planPath: arguments[0], user: user))
+    }
+}

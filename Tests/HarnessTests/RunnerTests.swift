@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+
+@testable import Harness
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The runner end to end, through the built binary, as CI runs it.
+@Suite(.serialized) struct RunnerTests {
+    func run(_ arguments: [String]) throws -> (Run, String) {
+        let report = temporaryPath("junit.xml")
+        let result = try Run.harness(["run", "--junit", report] + arguments)
+        let xml = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+        if FileManager.default.fileExists(atPath: report) {
+            let problems = try schemaProblems(report)
+            #expect(problems == nil, "the report must validate: \(problems ?? "")")
+        }
+        unlink(report)
+        return (result, xml)
+    }
+
+    @Test func passingScenarioExits0() throws {
+        let before = IPCSnapshot.take()
+        let (result, xml) = try run([Paths.packageRoot + "/scenarios/basic/create-attach.yaml"])
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(xml.contains("<testcase classname=\"basic\" name=\"create-attach[backend=systemv]\""))
+        #expect(!xml.contains("<failure") && !xml.contains("<error"))
+        #expect(IPCSnapshot.take().added(since: before).isEmpty)
+    }
+
+    @Test func wrongExpectationExits1WithAFailure() throws {
+        let (result, xml) = try run([Paths.fixtures + "/failing/wrong-expectation.yaml"])
+        #expect(result.exitCode == 1)
+        #expect(xml.contains("<failure"))
+        #expect(xml.contains("worker adder/"), "the failure names the worker")
+        #expect(xml.contains("wrong-expectation.yaml:13 (check)"), "and the step")
+        #expect(xml.contains("want u64 99"), "and the expectation")
+        #expect(xml.contains("expect memory seg@0"), "the memory expectation is named too")
+    }
+
+    @Test func hungWorkerIsAnErrorAtTheTimeoutAndNothingSurvives() throws {
+        let start = Date()
+        let (result, xml) = try run([Paths.fixtures + "/failing/hung-worker.yaml"])
+        #expect(result.exitCode == 1)
+        #expect(xml.contains("<error message=\"timeout: the scenario ran longer than 1s"))
+        #expect(Date().timeIntervalSince(start) < 20)
+        let survivors = try Run.command(["/bin/sh", "-c", "pgrep -f shm-harness-hung-[m]arker || true"])
+        #expect(survivors.stdout.isEmpty, "processes left: \(survivors.stdout)")
+    }
+
+    @Test func missingBarrierParticipantReleasesTheOthers() throws {
+        let (result, xml) = try run([Paths.fixtures + "/failing/barrier-missing.yaml"])
+        #expect(result.exitCode == 1)
+        #expect(xml.contains("barrier &apos;meet&apos;: worker quitter/0 ended"))
+    }
+
+    @Test func leakIsAFailureNamingTheObject() throws {
+        let (result, xml) = try run([Paths.fixtures + "/failing/leaky.yaml"])
+        let leaked = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm"))?.filter { $0.hasPrefix("shm-harness-test-leak-") } ?? []
+        for name in leaked { unlink("/dev/shm/\(name)") }
+        #expect(result.exitCode == 1)
+        #expect(xml.contains("leaks: none: left behind: /dev/shm/shm-harness-test-leak-"))
+    }
+
+    @Test func storm256Completes() throws {
+        let (result, xml) = try run([Paths.packageRoot + "/scenarios/stress/attach-storm.yaml", "--filter", "*posix*"])
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(xml.contains("[[PROPERTY|workers=256]]"))
+    }
+
+    @Test func unusableInputExits2BeforeRunningAnything() throws {
+        let bad = temporaryPath("bad.yaml")
+        try "workers:\n  - steps:\n      - atach: x\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        defer { unlink(bad) }
+        let (result, _) = try run([bad, Paths.packageRoot + "/scenarios/basic"])
+        #expect(result.exitCode == 2)
+        #expect(result.stderr.contains("\(bad):3:9: unknown key 'atach'"))
+        #expect(!result.stderr.contains("running"), "nothing ran")
+        let flag = try Run.harness(["run", "--jobs", "0"])
+        #expect(flag.exitCode == 2)
+        let validate = try Run.harness(["validate", bad])
+        #expect(validate.exitCode == 2)
+        #expect(validate.stderr.contains(":3:9:"))
+    }
+
+    @Test func unmetRequirementIsSkippedWithTheReason() throws {
+        let (result, xml) = try run([Paths.packageRoot + "/scenarios/lock/counter.yaml", "--filter", "*impl=c*"])
+        #expect(result.exitCode == 0)
+        #expect(xml.contains("<skipped message=\"impl: c needs the C worker"))
+    }
+}
