@@ -1,3 +1,5 @@
+import CShmShim
+
 #if canImport(Glibc)
 import Glibc
 #else
@@ -138,9 +140,5 @@ struct Deadline: Sendable {
     /// Nanoseconds left, never negative.
     var remaining: Int64 { max(0, nanoseconds - Deadline.monotonicNow()) }
 
-    static func monotonicNow() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
+    static func monotonicNow() -> Int64 { shm_shim_monotonic_ns() }
 }
