@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "SharedMemoryKit", "ScenarioKit", "JUnit",
+                "SharedMemoryKit", "ScenarioKit", "JUnit", "CShmShim",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -18,7 +18,7 @@ public final class ProgressReporter: @unchecked Sendable {
     public init() { live = isatty(2) == 1 }
 
     func say(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        Foundation.FileHandle.standardError.write(Data(text.utf8))
     }
 
     func start(total: Int) {

@@ -1,5 +1,6 @@
 import Foundation
 import ScenarioKit
+import SharedMemoryKit
 
 #if canImport(Glibc)
 import Glibc
@@ -14,10 +15,11 @@ public struct RunEnvironment: Sendable {
     /// A private directory for plans (0700), removed at the end of the run.
     public var workDirectory: String
     public var requirements: Requirements
-    /// Compare the whole machine's IPC objects before and after each scenario (off when scenarios run in parallel).
+    /// Compare the whole machine's IPC objects before and after each scenario (off when scenarios run in
+    /// parallel, or when asked: other programs on a busy machine make and remove objects too).
     public var checkGlobalLeaks: Bool
 
-    public static func current(jobs: Int) throws -> RunEnvironment {
+    public static func current(jobs: Int, machineLeakCheck: Bool) throws -> RunEnvironment {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var cWorker: String?
         let candidates = [
@@ -38,7 +40,7 @@ public struct RunEnvironment: Sendable {
         chmod(work, 0o711)
         return RunEnvironment(
             harnessPath: exe, cWorkerPath: cWorker, workDirectory: work,
-            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker), checkGlobalLeaks: jobs <= 1)
+            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker), checkGlobalLeaks: machineLeakCheck && jobs <= 1)
     }
 
     static func removeTree(_ path: String) {
@@ -85,8 +87,13 @@ public struct Requirements: Sendable {
             shm_unlink(name)
         }
         reasons[.posix] = "requires posix: POSIX shared memory (/dev/shm) is not usable here"
-        met[.memfd] = false
-        reasons[.memfd] = "requires memfd: the Swift worker of this build has no memfd support yet"
+        if let probe = try? MemFD.create(name: "shm-harness-probe", size: 0) {
+            met[.memfd] = true
+            probe.close()
+        } else {
+            met[.memfd] = false
+        }
+        reasons[.memfd] = "requires memfd: memfd_create is not available here"
         met[.tmpfsDevShm] = MountTable.isTmpfs("/dev/shm")
         reasons[.tmpfsDevShm] = "requires tmpfs-dev-shm: /dev/shm is not a tmpfs"
         let temp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
@@ -109,7 +116,10 @@ public struct Requirements: Sendable {
             return "impl: c needs the C worker (CHarness/build/shmh-worker, or SHM_HARNESS_C_WORKER), which is not built"
         }
         for resource in scenario.resources {
-            if let reason = StepExecutor.unsupportedReason(resource) { return "resource '\(resource.id)': \(reason)" }
+            if resource.kind == .memfd && met[.memfd] != true { return "resource '\(resource.id)': " + (reasons[.memfd] ?? "") }
+            if resource.kind == .file, let dir = resource.directory, let reason = FileLocation.unavailableReason(dir) {
+                return "resource '\(resource.id)': \(reason)"
+            }
             if resource.kind == .segment {
                 let backend: Requirement = resource.backend == .posix ? .posix : .sysv
                 if met[backend] != true { return reasons[backend] }

@@ -17,8 +17,11 @@ public struct Runner {
         public var jobs: Int
         public var shard: (index: Int, count: Int)?
         public var harnessVersion: String
+        /// Compare the whole machine's IPC objects around each testcase (only with `jobs` 1), not just the run's own.
+        public var machineLeakCheck: Bool
 
-        public init(paths: [String], junitPath: String, tags: [String], filters: [String], jobs: Int, shard: (index: Int, count: Int)?, harnessVersion: String) {
+        public init(paths: [String], junitPath: String, tags: [String], filters: [String], jobs: Int, shard: (index: Int, count: Int)?, harnessVersion: String, machineLeakCheck: Bool = true) {
+            self.machineLeakCheck = machineLeakCheck
             self.paths = paths
             self.junitPath = junitPath
             self.tags = tags
@@ -90,7 +93,7 @@ public struct Runner {
     /// Runs the selected testcases; returns the results in the scenarios' order.
     public static func run(_ scenarios: [Scenario], options: Options, progress: ProgressReporter) throws -> [TestCaseResult] {
         raiseDescriptorLimit()
-        let environment = try RunEnvironment.current(jobs: options.jobs)
+        let environment = try RunEnvironment.current(jobs: options.jobs, machineLeakCheck: options.machineLeakCheck)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
         let runToken = String(UInt32.random(in: .min ... .max), radix: 16)
         let results = ResultBox(count: scenarios.count)
@@ -120,8 +123,9 @@ public struct Runner {
     }
 
     /// Writes the report atomically next to its final place.
-    public static func writeReport(_ results: [TestCaseResult], to path: String, version: String) throws {
-        let context = ReportContext(hostname: MachineProperties.hostname(), timestamp: MachineProperties.timestamp(), properties: MachineProperties.collect(version: version))
+    public static func writeReport(_ results: [TestCaseResult], to path: String, version: String, leakCheck: String) throws {
+        let properties = MachineProperties.collect(version: version) + [("harness.leak_check", leakCheck)]
+        let context = ReportContext(hostname: MachineProperties.hostname(), timestamp: MachineProperties.timestamp(), properties: properties)
         let xml = JUnitWriter.render(results, context: context)
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }

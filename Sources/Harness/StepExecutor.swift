@@ -1,6 +1,7 @@
 import Atomics
 import ScenarioKit
 import SharedMemoryKit
+import CShmShim
 import SystemPackage
 
 #if canImport(Glibc)
@@ -25,6 +26,7 @@ public struct WorkerStats: Sendable {
     public var lockLatencies: [UInt64] = []
     public var elapsedNanoseconds: UInt64 = 0
 
+    /// The p-th percentile (sorted samples, index ceil(n·p) − 1), as the C worker computes it.
     public func percentile(_ p: Double) -> UInt64? {
         guard !lockLatencies.isEmpty else { return nil }
         let sorted = lockLatencies.sorted()
@@ -35,24 +37,28 @@ public struct WorkerStats: Sendable {
 
 /// One interpreter for the step vocabulary, used by the Swift worker and by the runner's own setup.
 public final class StepExecutor {
-    let resources: [String: Plan.Resource]
-    private var segments: [String: SharedMemory] = [:]
+    private var handles: [String: ResourceHandle] = [:]
     private let barrier: (String) throws(StepFailure) -> Void
     public private(set) var stats = WorkerStats()
     static let maxLatencySamples = 200_000
 
+    /// What a step can end in besides success.
+    enum Outcome: Error {
+        case library(SharedMemoryError)
+        case mismatch(String)
+        case aborted(String)
+    }
+
     /// - Parameter barrier: waits at a named barrier (the worker's stdin/stdout protocol with the runner).
     public init(resources: [Plan.Resource], barrier: @escaping (String) throws(StepFailure) -> Void) {
-        self.resources = Dictionary(resources.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for resource in resources { handles[resource.id] = ResourceHandle.make(resource) }
         self.barrier = barrier
     }
 
-    /// Whether this build can execute a resource of this shape (file, memfd and in-memory locks come with the
-    /// file-backed sharing part of the library).
-    public static func unsupportedReason(_ resource: ResourceSpec) -> String? {
-        if resource.kind != .segment { return "\(resource.kind.rawValue) resources need file-backed sharing, which this build of the Swift worker does not have yet" }
-        if resource.lock != .semaphore { return "lock: \(resource.lock.rawValue) needs the in-memory locks, which this build of the Swift worker does not have yet" }
-        return nil
+    /// For the runner: handles it made itself (a memfd it created).
+    init(handles: [ResourceHandle], barrier: @escaping (String) throws(StepFailure) -> Void) {
+        for handle in handles { self.handles[handle.spec.id] = handle }
+        self.barrier = barrier
     }
 
     /// Runs `steps` in order; the first failing one ends the run.
@@ -62,14 +68,12 @@ public final class StepExecutor {
         try execute(steps)
     }
 
-    /// Detaches everything this executor still has attached (the last detach destroys, as in Qt).
+    /// Detaches and closes everything (the last detach of a segment destroys it, as in Qt).
     public func closeAll() {
-        for (_, segment) in segments where segment.isAttached { try? segment.detach() }
-        segments.removeAll()
+        for (_, handle) in handles { handle.close() }
     }
 
-    /// The attachment a resource has here, if any (the runner reads expectations through it).
-    public func segment(_ id: String) -> SharedMemory? { segments[id] }
+    func handle(_ id: String) -> ResourceHandle? { handles[id] }
 
     private func execute(_ steps: [Step]) throws(StepFailure) {
         for step in steps {
@@ -85,26 +89,25 @@ public final class StepExecutor {
         }
     }
 
+    /// One step, judged against its `expect-error`.
     private func perform(_ step: Step) throws(StepFailure) {
         stats.operations += 1
         func fail(_ error: String, _ message: String, errno: Int32? = nil) -> StepFailure {
             StepFailure(line: step.location.line, step: step.action.kind.rawValue, error: error, message: message, errno: errno)
         }
-        do throws(StepError) {
+        do throws(Outcome) {
             try act(step.action)
         } catch {
             switch error {
             case .library(let error):
-                guard let expected = step.expectError else {
-                    throw fail(error.code.name, error.description, errno: error.underlyingError?.rawValue)
-                }
+                let errno = error.underlyingError?.rawValue
+                guard let expected = step.expectError else { throw fail(error.code.name, error.description, errno: errno) }
                 guard error.code.name == expected else {
-                    throw fail(error.code.name, "expected \(expected), got \(error.code.name): \(error)", errno: error.underlyingError?.rawValue)
+                    throw fail(error.code.name, "expected \(expected), got \(error.code.name): \(error)", errno: errno)
                 }
                 return
             case .mismatch(let message): throw fail("check-mismatch", message)
             case .aborted(let message): throw fail("barrier-aborted", message)
-            case .unsupported(let message): throw fail("unsupported", message)
             }
         }
         if let expected = step.expectError {
@@ -112,111 +115,93 @@ public final class StepExecutor {
         }
     }
 
-    /// What a step can end in besides success.
-    enum StepError: Error {
-        case library(SharedMemoryError)
-        case mismatch(String)
-        case aborted(String)
-        case unsupported(String)
+    private func resource(_ id: String) throws(Outcome) -> ResourceHandle {
+        guard let handle = handles[id] else {
+            throw .library(SharedMemoryError(.keyError, operation: "resource", detail: "no resource \(id) in this plan"))
+        }
+        return handle
     }
 
-    // Outcomes of a step that are not library errors, set by libraryAct.
-    private var mismatch: String?
-    private var aborted: String?
-    private var unsupported: String?
-
-    private func act(_ action: Step.Action) throws(StepError) {
-        mismatch = nil
-        aborted = nil
-        unsupported = nil
-        do throws(SharedMemoryError) {
-            try libraryAct(action)
-        } catch {
-            throw .library(error)
-        }
-        if let mismatch { throw .mismatch(mismatch) }
-        if let aborted { throw .aborted(aborted) }
-        if let unsupported { throw .unsupported(unsupported) }
+    /// Runs a library call, turning its error into an outcome.
+    private func library<T>(_ body: () throws(SharedMemoryError) -> T) throws(Outcome) -> T {
+        do throws(SharedMemoryError) { return try body() } catch { throw .library(error) }
     }
 
-    private func memory(_ id: String) throws(StepError) -> SharedMemory {
-        if let existing = segments[id] { return existing }
-        guard let resource = resources[id], let keyText = resource.key, let key = NativeIPCKey(string: keyText) else {
-            throw .unsupported("resource \(id) is not a keyed segment in this plan")
-        }
-        let segment = SharedMemory(key: key)
-        segments[id] = segment
-        return segment
-    }
-
-    private func libraryAct(_ action: Step.Action) throws(SharedMemoryError) {
-        func memory(_ id: String) throws(SharedMemoryError) -> SharedMemory {
-            do throws(StepError) {
-                return try self.memory(id)
-            } catch {
-                throw SharedMemoryError(.keyError, operation: action.kind.rawValue, detail: "resource \(id) is not a keyed segment in this plan")
-            }
-        }
+    private func act(_ action: Step.Action) throws(Outcome) {
         switch action {
         case .create(let id, let size):
-            try memory(id).create(size: size ?? resources[id]?.size ?? 0)
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.create(size: size) }
         case .attach(let id, let readOnly):
-            try memory(id).attach(readOnly ? .readOnly : .readWrite)
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.attach(readOnly: readOnly) }
         case .detach(let id):
-            try memory(id).detach()
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.detach() }
         case .lock(let id):
-            let segment = try memory(id)
+            let r = try resource(id)
             let start = Self.now()
-            try segment.lock()
+            _ = try library { () throws(SharedMemoryError) in try r.lock(.lock) }
             if stats.lockLatencies.count < Self.maxLatencySamples { stats.lockLatencies.append(Self.now() &- start) }
         case .unlock(let id):
-            try memory(id).unlock()
+            let r = try resource(id)
+            _ = try library { () throws(SharedMemoryError) in try r.lock(.unlock) }
         case .tryLock(let id):
-            guard try memory(id).tryLock() else {
-                throw SharedMemoryError(.busy, operation: "try-lock", object: resources[id]?.key, detail: "the lock is taken")
-            }
+            let r = try resource(id)
+            let taken = try library { () throws(SharedMemoryError) in try r.lock(.tryLock) }
+            if !taken { throw .library(SharedMemoryError(.busy, operation: "try-lock", object: r.objectName, detail: "the lock is taken")) }
         case .add(let id, let offset, let value):
-            let p = try pointer(memory(id), id, offset: offset, length: 8, writing: true)
-            let old = p.loadUnaligned(as: UInt64.self)
-            p.storeBytes(of: old &+ UInt64(bitPattern: value), as: UInt64.self)
+            let r = try resource(id)
+            let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
+            p.storeBytes(of: p.loadUnaligned(as: UInt64.self) &+ UInt64(bitPattern: value), as: UInt64.self)
         case .atomicAdd(let id, let offset, let value):
-            let p = try pointer(memory(id), id, offset: offset, length: 8, writing: true)
+            let r = try resource(id)
+            let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
             guard Int(bitPattern: p) % 8 == 0 else {
-                throw SharedMemoryError(.invalidSize, operation: "atomic-add", detail: "offset \(offset) is not 8-byte aligned")
+                throw .library(SharedMemoryError(.invalidSize, operation: "atomic-add", detail: "offset \(offset) is not 8-byte aligned"))
             }
-            let atomic = UnsafeAtomic<UInt64>(at: p.assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
-            atomic.wrappingIncrement(by: UInt64(bitPattern: value), ordering: .relaxed)
+            UnsafeAtomic<UInt64>(at: p.assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
+                .wrappingIncrement(by: UInt64(bitPattern: value), ordering: .relaxed)
         case .store(let id, let offset, let value):
-            try memory(id).write(value.bytes, at: offset)
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.write(value.bytes, at: offset) }
         case .check(let id, let offset, let value):
-            let got = try memory(id).read(at: offset, count: value.bytes.count)
+            let r = try resource(id)
+            let got = try library { () throws(SharedMemoryError) in try r.read(at: offset, count: value.bytes.count) }
             if got != value.bytes {
-                let shown: StoredValue = if case .u64 = value { .u64(got.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }) } else { .bytes(got) }
-                mismatch = "at offset \(offset) of \(id): want \(value), got \(shown)"
+                let shown: StoredValue = if case .u64 = value { .u64(Self.littleEndian(got)) } else { .bytes(got) }
+                throw .mismatch("at offset \(offset) of \(id): want \(value), got \(shown)")
             }
         case .fill(let id, let byte):
-            let segment = try memory(id)
-            try segment.write([UInt8](repeating: byte, count: segment.size), at: 0)
+            let r = try resource(id)
+            guard r.bytes != nil else { throw .library(SharedMemoryError(.notFound, operation: "fill", object: r.objectName, detail: "not attached")) }
+            for range in r.dataRanges {
+                try library { () throws(SharedMemoryError) in try r.write([UInt8](repeating: byte, count: range.count), at: range.lowerBound) }
+            }
         case .checkFill(let id, let byte):
-            let segment = try memory(id)
-            let bytes = try segment.read(at: 0, count: segment.size)
-            if let bad = bytes.firstIndex(where: { $0 != byte }) {
-                mismatch = "at offset \(bad) of \(id): want byte \(byte), got \(bytes[bad])"
+            let r = try resource(id)
+            guard r.bytes != nil else { throw .library(SharedMemoryError(.notFound, operation: "check-fill", object: r.objectName, detail: "not attached")) }
+            for range in r.dataRanges {
+                let bytes = try library { () throws(SharedMemoryError) in try r.read(at: range.lowerBound, count: range.count) }
+                if let bad = bytes.firstIndex(where: { $0 != byte }) {
+                    throw .mismatch("at offset \(range.lowerBound + bad) of \(id): want byte \(byte), got \(bytes[bad])")
+                }
             }
         case .touchAll(let id):
-            let segment = try memory(id)
-            guard let data = segment.data else { throw SharedMemoryError(.notFound, operation: "touch-all", detail: "not attached") }
+            // Plain loads, unguarded: after a shrink the worker dies of SIGBUS, as a scenario may expect.
+            let r = try resource(id)
+            guard let data = r.bytes else { throw .library(SharedMemoryError(.notFound, operation: "touch-all", detail: "not attached")) }
             var sum: UInt8 = 0
             for offset in stride(from: 0, to: data.count, by: 4096) { sum &+= data.load(fromByteOffset: offset, as: UInt8.self) }
             withExtendedLifetime(sum) {}
-        case .truncate, .seal:
-            unsupported = "\(action.kind.rawValue) needs file-backed sharing, which this build does not have yet"
+        case .truncate(let id, let size):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.truncate(to: size) }
+        case .seal(let id, let seals):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.seal(seals) }
         case .barrier(let name):
-            do throws(StepFailure) {
-                try barrier(name)
-            } catch {
-                aborted = error.message
-            }
+            do throws(StepFailure) { try barrier(name) } catch { throw .aborted(error.message) }
         case .sleep(let duration):
             var request = timespec(tv_sec: Int(duration.nanoseconds / 1_000_000_000), tv_nsec: Int(duration.nanoseconds % 1_000_000_000))
             var remaining = timespec()
@@ -230,20 +215,9 @@ public final class StepExecutor {
         }
     }
 
-    private func pointer(_ segment: SharedMemory, _ id: String, offset: Int, length: Int, writing: Bool) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
-        guard let data = segment.data else { throw SharedMemoryError(.notFound, operation: "access", object: resources[id]?.key, detail: "not attached") }
-        if writing && segment.accessMode == .readOnly {
-            throw SharedMemoryError(.permissionDenied, operation: "access", object: resources[id]?.key, detail: "attached read-only")
-        }
-        guard offset >= 0, offset <= data.count - length else {
-            throw SharedMemoryError(.invalidSize, operation: "access", object: resources[id]?.key, detail: "offset \(offset)+\(length) is outside \(data.count) bytes")
-        }
-        return data.baseAddress! + offset
+    static func littleEndian(_ bytes: [UInt8]) -> UInt64 {
+        bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     }
 
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    static func now() -> UInt64 { UInt64(shm_shim_monotonic_ns()) }
 }

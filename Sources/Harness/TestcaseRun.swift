@@ -2,6 +2,7 @@ import Foundation
 import JUnit
 import ScenarioKit
 import SharedMemoryKit
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -28,6 +29,8 @@ final class TestcaseRun {
     let token: String
     private var workers: [Worker] = []
     private var problems: [(kind: Kind, message: String)] = []
+    /// The resources whose paths this run named.
+    private var namedFiles: [Plan.Resource] = []
 
     enum Kind { case failure, error }
 
@@ -52,17 +55,38 @@ final class TestcaseRun {
         if let reason = environment.requirements.unmet(scenario) { return base(.skipped(message: reason)) }
 
         let snapshotBefore = environment.checkGlobalLeaks ? IPCSnapshot.take() : nil
-        let resources = planResources()
+        let planDirectory = environment.workDirectory + "/\(token)"
+        mkdir(planDirectory, 0o711)
+        defer { RunEnvironment.removeTree(planDirectory) }
+        var resources = planResources(planDirectory: planDirectory)
+        namedFiles = resources
+        defer { removeFiles() }
+        // memfds are made here and handed to the workers by inheritance, at the same descriptor number.
+        var setupHandles: [ResourceHandle] = []
+        for (index, resource) in resources.enumerated() {
+            if resource.kind == .memfd {
+                do {
+                    let memfd = try MemFD.create(name: "shm-harness-\(resource.id)", size: resource.size ?? 0)
+                    resources[index].fd = memfd.descriptor?.rawValue
+                    setupHandles.append(MemFDHandle(resources[index], memfd: memfd))
+                } catch {
+                    return base(.errored(message: "could not make memfd \(resource.id): \(error)", type: "setup"))
+                }
+            } else {
+                setupHandles.append(ResourceHandle.make(resource))
+            }
+        }
         var ownKeys: [NativeIPCKey] = resources.compactMap { $0.key.flatMap { NativeIPCKey(string: $0) } }
         ownKeys += ownKeys.map { $0.lockSemaphoreKey() }
 
         // Setup runs here, in the runner; it stays attached to what it made until the scenario ends.
-        let setup = StepExecutor(resources: resources) { (name: String) throws(StepFailure) in
+        let setup = StepExecutor(handles: setupHandles) { (name: String) throws(StepFailure) in
             throw StepFailure(line: 0, step: "barrier", error: "unsupported", message: "setup cannot wait at barrier \(name)", errno: nil)
         }
         var ftokKeys = Set<Int32>()
         do {
             try setup.run(scenario.setup)
+            try sealMemFDs(setup)
         } catch {
             setup.closeAll()
             return finish(.errored(message: "setup failed at \(scenario.file):\(error.line): \(error.error)", type: "setup"),
@@ -70,9 +94,6 @@ final class TestcaseRun {
         }
         ftokKeys = Set(ownKeys.compactMap { IPCSnapshot.ftokKey($0) })
 
-        let planDirectory = environment.workDirectory + "/\(token)"
-        mkdir(planDirectory, 0o700)
-        defer { RunEnvironment.removeTree(planDirectory) }
         do {
             try spawnWorkers(resources: resources, planDirectory: planDirectory)
         } catch {
@@ -98,10 +119,11 @@ final class TestcaseRun {
         snapshot: IPCSnapshot?
     ) -> TestCaseResult {
         setup?.closeAll()
+        removeFiles()
         var status = status
         var detail = detail
         if scenario.expect.checkLeaks {
-            var leaked = IPCSnapshot.traces(of: ownKeys, ftokKeys: ftokKeys)
+            var leaked = IPCSnapshot.traces(of: ownKeys, ftokKeys: ftokKeys) + IPCSnapshot.take().objects.filter { $0.contains(token) }
             if let snapshot { leaked += IPCSnapshot.take().added(since: snapshot) }
             leaked = Array(Set(leaked)).sorted()
             if !leaked.isEmpty {
@@ -144,17 +166,50 @@ final class TestcaseRun {
 
     // MARK: resources
 
-    /// The plan's resources with keys made unique for this run: `counter` becomes `counter-<token>`.
-    func planResources() -> [Plan.Resource] {
+    /// The plan's resources, made unique for this run: a segment key `counter` becomes `counter-<token>`, a
+    /// file is `<dir>/shm-harness-<id>-<token>`; segments and memfds get a run-scoped path for `lock: lockfile`.
+    func planResources(planDirectory: String) -> [Plan.Resource] {
         scenario.resources.map { spec in
             var key: String?
-            if spec.kind == .segment, let legacy = spec.key {
-                let type: NativeIPCKey.KeyType = spec.backend == .posix ? .posixRealtime : .systemV
-                key = NativeIPCKey.legacy("\(legacy)-\(token)", type: type).toString()
+            var path: String?
+            switch spec.kind {
+            case .segment:
+                if let legacy = spec.key {
+                    let type: NativeIPCKey.KeyType = spec.backend == .posix ? .posixRealtime : .systemV
+                    key = NativeIPCKey.legacy("\(legacy)-\(token)", type: type).toString()
+                }
+                path = "\(planDirectory)/\(spec.id)"
+            case .file:
+                path = FileLocation.directory(for: spec.directory ?? "tmpfs").map { "\($0)/shm-harness-\(spec.id)-\(token)" }
+            case .memfd:
+                path = "\(planDirectory)/\(spec.id)"
             }
             return Plan.Resource(
                 id: spec.id, kind: spec.kind, key: key, size: spec.size, lock: spec.lock, lockOffset: spec.lockOffset,
-                path: nil, fd: nil, isPrivate: spec.isPrivate)
+                path: path, fd: nil, isPrivate: spec.isPrivate)
+        }
+    }
+
+    /// memfds are sealed after setup (so setup can fill them first).
+    private func sealMemFDs(_ setup: StepExecutor) throws(StepFailure) {
+        for spec in scenario.resources where spec.kind == .memfd && !spec.seals.isEmpty {
+            guard let handle = setup.handle(spec.id) else { continue }
+            do throws(SharedMemoryError) {
+                // The write seal refuses while a writable shared mapping exists: setup's goes first.
+                if handle.bytes != nil { try handle.detach() }
+                try handle.seal(spec.seals)
+            } catch {
+                throw StepFailure(line: spec.location.line, step: "seal", error: error.code.name, message: error.description, errno: nil)
+            }
+        }
+    }
+
+    /// Files the run named (and their lock files) go when the testcase ends, before the leak check.
+    private func removeFiles() {
+        for resource in namedFiles {
+            guard let path = resource.path else { continue }
+            if resource.kind == .file { unlink(path) }
+            unlink(path + ".lock")
         }
     }
 
@@ -169,6 +224,7 @@ final class TestcaseRun {
                 try plan.encoded().write(toFile: planPath, atomically: false, encoding: .utf8)
                 var env = ProcessInfo.processInfo.environment
                 env["SHM_HARNESS_WORKER"] = "\(spec.name)/\(index)"
+                env["SHM_HARNESS_RUN_TOKEN"] = token
                 for r in resources {
                     let prefix = "SHM_HARNESS_" + (scenario.resource(r.id)?.environmentName ?? r.id.uppercased()) + "_"
                     env[prefix + "KIND"] = r.kind.rawValue
@@ -178,7 +234,7 @@ final class TestcaseRun {
                         env[prefix + "TYPE"] = parsed.type == .posixRealtime ? "posix" : "systemv"
                     }
                     if let size = r.size { env[prefix + "SIZE"] = "\(size)" }
-                    if let path = r.path { env[prefix + "PATH"] = path }
+                    if r.kind == .file, let path = r.path { env[prefix + "PATH"] = path }
                     if let fd = r.fd { env[prefix + "FD"] = "\(fd)" }
                 }
                 var arguments: [String]
@@ -193,7 +249,8 @@ final class TestcaseRun {
                     arguments = spec.command
                     if let user = spec.user { arguments = [environment.harnessPath, "worker", "--user", user, "--exec", "--"] + arguments }
                 }
-                let process = try SpawnedProcess(label: "\(spec.name)/\(index)", arguments: arguments, environment: env)
+                let process = try SpawnedProcess(
+                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd))
                 workers.append(Worker(group: spec.name, index: index, spec: spec, process: process, barriersNamed: barriers))
             }
         }
@@ -330,30 +387,27 @@ final class TestcaseRun {
     /// `expect: memory:` through the runner's own attachment (setup's), or a temporary read-only one.
     private func checkMemory(setup: StepExecutor, resources: [Plan.Resource]) {
         for check in scenario.expect.memory {
-            guard let resource = resources.first(where: { $0.id == check.resource }), let keyText = resource.key,
-                let key = NativeIPCKey(string: keyText)
-            else {
-                problems.append((.error, "expect memory \(check.resource): not a segment this build can read"))
-                continue
-            }
-            var temporary: SharedMemory?
-            var segment = setup.segment(check.resource)
-            if segment?.isAttached != true {
-                temporary = SharedMemory(key: key)
-                do { try temporary!.attach(.readOnly) } catch {
-                    problems.append((.failure, "expect memory \(check.resource)@\(check.offset) (\(check.location)): cannot attach: \(error)"))
+            let label = "expect memory \(check.resource)@\(check.offset) (\(check.location))"
+            guard let handle = setup.handle(check.resource) else { continue }
+            var temporary: ResourceHandle?
+            if handle.bytes == nil {
+                let probe = handle is MemFDHandle ? handle : ResourceHandle.make(handle.spec)
+                do {
+                    try probe.attach(readOnly: true)
+                } catch {
+                    problems.append((.failure, "\(label): cannot attach: \(error)"))
                     continue
                 }
-                segment = temporary
+                temporary = probe
             }
             do {
-                let got = try segment!.read(at: check.offset, count: check.value.bytes.count)
+                let got = try (temporary ?? handle).read(at: check.offset, count: check.value.bytes.count)
                 if got != check.value.bytes {
-                    let shown: StoredValue = if case .u64 = check.value { .u64(got.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }) } else { .bytes(got) }
-                    problems.append((.failure, "expect memory \(check.resource)@\(check.offset) (\(check.location)): want \(check.value), got \(shown)"))
+                    let shown: StoredValue = if case .u64 = check.value { .u64(StepExecutor.littleEndian(got)) } else { .bytes(got) }
+                    problems.append((.failure, "\(label): want \(check.value), got \(shown)"))
                 }
             } catch {
-                problems.append((.failure, "expect memory \(check.resource)@\(check.offset) (\(check.location)): \(error)"))
+                problems.append((.failure, "\(label): \(error)"))
             }
             try? temporary?.detach()
         }

@@ -32,19 +32,19 @@ public enum WorkerProcess {
 
     public static func main(planPath: String, user: String?) -> Int32 {
         guard let text = try? String(contentsOfFile: planPath, encoding: .utf8) else {
-            FileHandle.standardError.write(Data("shm-harness worker: cannot read the plan \(planPath)\n".utf8))
+            Foundation.FileHandle.standardError.write(Data("shm-harness worker: cannot read the plan \(planPath)\n".utf8))
             return 2
         }
         let plan: Plan
         do {
             plan = try Plan.parse(text)
         } catch {
-            FileHandle.standardError.write(Data("shm-harness worker: \(planPath): \(error)\n".utf8))
+            Foundation.FileHandle.standardError.write(Data("shm-harness worker: \(planPath): \(error)\n".utf8))
             return 2
         }
         if let user {
             if let reason = UserDrop.drop(to: user) {
-                FileHandle.standardError.write(Data("shm-harness worker: cannot run as \(user): \(reason)\n".utf8))
+                Foundation.FileHandle.standardError.write(Data("shm-harness worker: cannot run as \(user): \(reason)\n".utf8))
                 return 3
             }
         }

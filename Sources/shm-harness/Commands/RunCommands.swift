@@ -50,6 +50,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Run the K-th of N stable slices of the testcases (e.g. 2/4), for CI matrices.")
     var shard: Shard?
 
+    @Option(help: "What the leak check compares: machine (every IPC object, with --jobs 1) or own (the run's objects only).")
+    var leakCheck: LeakScope = .machine
+
+    enum LeakScope: String, ExpressibleByArgument, CaseIterable { case machine, own }
+
     func validate() throws {
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
     }
@@ -66,9 +71,11 @@ struct RunCommand: ParsableCommand {
         let progress = ProgressReporter()
         let options = Runner.Options(
             paths: roots, junitPath: junit, tags: tag, filters: filter, jobs: jobs,
-            shard: shard.map { ($0.index, $0.count) }, harnessVersion: ShmHarness.version)
+            shard: shard.map { ($0.index, $0.count) }, harnessVersion: ShmHarness.version,
+            machineLeakCheck: leakCheck == .machine)
         let results = try Runner.run(selected, options: options, progress: progress)
-        try Runner.writeReport(results, to: junit, version: ShmHarness.version)
+        let scope = leakCheck == .machine && jobs == 1 ? "machine" : "own"
+        try Runner.writeReport(results, to: junit, version: ShmHarness.version, leakCheck: scope)
         progress.summary(reportPath: junit)
         let bad = results.contains {
             switch $0.status {
