@@ -1,0 +1,592 @@
+/* plan.c - the worker plan parser (format version 1, docs/worker-protocol.md), libc only.
+ *
+ * Follows Sources/ScenarioKit/Plan.swift: lines split on '\n' (empty lines skipped), words on ' ', fields
+ * `name=value` with percent-encoded values, a later field of the same name wins, unknown fields are ignored,
+ * anything after `end` is ignored. Stricter than the Swift decoder in one way: a numeric field that does not
+ * parse (or a malformed hex= value, an unknown seal, a mode other than ro/rw) is a broken plan here, where
+ * Swift silently falls back to a default. */
+#include "plan.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const step_names[] = {
+    [PLAN_STEP_CREATE] = "create",         [PLAN_STEP_ATTACH] = "attach",       [PLAN_STEP_DETACH] = "detach",
+    [PLAN_STEP_LOCK] = "lock",             [PLAN_STEP_UNLOCK] = "unlock",       [PLAN_STEP_TRY_LOCK] = "try-lock",
+    [PLAN_STEP_ADD] = "add",               [PLAN_STEP_ATOMIC_ADD] = "atomic-add", [PLAN_STEP_STORE] = "store",
+    [PLAN_STEP_CHECK] = "check",           [PLAN_STEP_FILL] = "fill",           [PLAN_STEP_CHECK_FILL] = "check-fill",
+    [PLAN_STEP_TRUNCATE] = "truncate",     [PLAN_STEP_SEAL] = "seal",           [PLAN_STEP_TOUCH_ALL] = "touch-all",
+    [PLAN_STEP_BARRIER] = "barrier",       [PLAN_STEP_SLEEP] = "sleep",         [PLAN_STEP_CRASH] = "crash",
+    [PLAN_STEP_REPEAT_TIMES] = "repeat",   [PLAN_STEP_REPEAT_FOR] = "repeat",
+};
+
+const char *plan_step_kind_name(enum plan_step_kind kind) {
+    if ((unsigned)kind >= sizeof step_names / sizeof step_names[0]) return "?";
+    return step_names[kind];
+}
+
+/* --- words and fields ------------------------------------------------------------------------------ */
+
+struct word {
+    const char *s;
+    size_t len;
+};
+
+struct field {
+    const char *name;
+    size_t name_len;
+    struct plan_text value;
+};
+
+struct fields {
+    struct field *items;
+    size_t n;
+};
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int plan_decode(const char *text, size_t len, struct plan_text *out) {
+    char *buf = malloc(len + 1);
+    if (!buf) return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        if (text[i] == '%') {
+            int hi = i + 2 < len ? hexval(text[i + 1]) : -1;
+            int lo = i + 2 < len ? hexval(text[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                free(buf);
+                return -1;
+            }
+            buf[n++] = (char)(hi << 4 | lo);
+            i += 3;
+        } else {
+            buf[n++] = text[i++];
+        }
+    }
+    buf[n] = '\0';
+    out->s = buf;
+    out->len = n;
+    return 0;
+}
+
+static void text_free(struct plan_text *t) {
+    free(t->s);
+    t->s = NULL;
+    t->len = 0;
+}
+
+static size_t split_words(const char *line, size_t len, struct word *words, size_t max) {
+    size_t n = 0;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && line[i] == ' ') i++;
+        if (i == len) break;
+        size_t start = i;
+        while (i < len && line[i] != ' ') i++;
+        if (n < max) words[n] = (struct word){line + start, i - start};
+        n++;
+    }
+    return n;
+}
+
+static int word_is(struct word w, const char *s) { return w.len == strlen(s) && memcmp(w.s, s, w.len) == 0; }
+
+static void fields_free(struct fields *f) {
+    for (size_t i = 0; i < f->n; i++) text_free(&f->items[i].value);
+    free(f->items);
+    f->items = NULL;
+    f->n = 0;
+}
+
+static int parse_fields(const struct word *words, size_t n, struct fields *out) {
+    out->items = calloc(n ? n : 1, sizeof *out->items);
+    out->n = 0;
+    if (!out->items) return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = memchr(words[i].s, '=', words[i].len);
+        if (!eq) return -1;
+        struct field *f = &out->items[out->n];
+        f->name = words[i].s;
+        f->name_len = (size_t)(eq - words[i].s);
+        if (plan_decode(eq + 1, words[i].len - f->name_len - 1, &f->value) == -1) return -1;
+        out->n++;
+    }
+    return 0;
+}
+
+/* The last field of that name (as a Swift dictionary built in order keeps the last). */
+static const struct plan_text *field(const struct fields *f, const char *name) {
+    size_t len = strlen(name);
+    for (size_t i = f->n; i-- > 0;)
+        if (f->items[i].name_len == len && memcmp(f->items[i].name, name, len) == 0) return &f->items[i].value;
+    return NULL;
+}
+
+static int text_copy(const struct plan_text *from, struct plan_text *to) {
+    to->s = malloc(from->len + 1);
+    if (!to->s) return -1;
+    memcpy(to->s, from->s, from->len);
+    to->s[from->len] = '\0';
+    to->len = from->len;
+    return 0;
+}
+
+/* Swift's Int(String): an optional sign, then decimal digits only, within range. */
+static int parse_i64(const char *s, size_t len, int64_t *out) {
+    size_t i = 0;
+    int negative = 0;
+    if (i < len && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
+    if (i == len) return -1;
+    uint64_t v = 0;
+    uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (limit - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = negative ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+    return 0;
+}
+
+static int parse_u64(const char *s, size_t len, uint64_t *out) {
+    size_t i = 0;
+    if (i < len && s[i] == '+') i++;
+    if (i == len) return -1;
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* --- errors ------------------------------------------------------------------------------------------ */
+
+struct parser {
+    char *err;
+    size_t errlen;
+};
+
+static int broken(struct parser *p, size_t line, const char *fmt, ...) {
+    if (p->err && p->errlen) {
+        int n = snprintf(p->err, p->errlen, "plan line %zu: ", line);
+        va_list ap;
+        va_start(ap, fmt);
+        if (n >= 0 && (size_t)n < p->errlen) vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* --- steps ---------------------------------------------------------------------------------------- */
+
+struct step_line {
+    size_t number; /* line in the plan */
+    const char *s;
+    size_t len;
+};
+
+struct step_list {
+    struct plan_step *items;
+    size_t n, cap;
+};
+
+static struct plan_step *step_append(struct step_list *list) {
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 16;
+        struct plan_step *items = realloc(list->items, cap * sizeof *items);
+        if (!items) return NULL;
+        list->items = items;
+        list->cap = cap;
+    }
+    struct plan_step *s = &list->items[list->n++];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+static void step_free(struct plan_step *s) {
+    text_free(&s->res);
+    text_free(&s->expect);
+    text_free(&s->name);
+    free(s->bytes);
+    s->bytes = NULL;
+}
+
+static const struct {
+    const char *name;
+    enum plan_step_kind kind;
+} step_kinds[] = {
+    {"create", PLAN_STEP_CREATE},       {"attach", PLAN_STEP_ATTACH},     {"detach", PLAN_STEP_DETACH},
+    {"lock", PLAN_STEP_LOCK},           {"unlock", PLAN_STEP_UNLOCK},     {"try-lock", PLAN_STEP_TRY_LOCK},
+    {"add", PLAN_STEP_ADD},             {"atomic-add", PLAN_STEP_ATOMIC_ADD}, {"store", PLAN_STEP_STORE},
+    {"check", PLAN_STEP_CHECK},         {"fill", PLAN_STEP_FILL},         {"check-fill", PLAN_STEP_CHECK_FILL},
+    {"truncate", PLAN_STEP_TRUNCATE},   {"seal", PLAN_STEP_SEAL},         {"touch-all", PLAN_STEP_TOUCH_ALL},
+    {"barrier", PLAN_STEP_BARRIER},     {"sleep", PLAN_STEP_SLEEP},       {"crash", PLAN_STEP_CRASH},
+};
+
+static int needs_res(enum plan_step_kind k) {
+    return k != PLAN_STEP_BARRIER && k != PLAN_STEP_SLEEP && k != PLAN_STEP_CRASH;
+}
+
+/* An optional integer field: absent leaves *out alone (the default); present must parse. */
+static int int_field(struct parser *p, size_t line, const struct fields *f, const char *name, int64_t *out, int *present) {
+    const struct plan_text *t = field(f, name);
+    if (present) *present = t != NULL;
+    if (!t) return 0;
+    if (parse_i64(t->s, t->len, out) == -1) return broken(p, line, "%s=%s is not an integer", name, t->s);
+    return 0;
+}
+
+static int parse_hex(const struct plan_text *t, uint8_t **bytes, size_t *n) {
+    if (t->len % 2) return -1;
+    *n = t->len / 2;
+    *bytes = malloc(*n ? *n : 1);
+    if (!*bytes) return -1;
+    for (size_t i = 0; i < *n; i++) {
+        int hi = hexval(t->s[2 * i]), lo = hexval(t->s[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(*bytes);
+            *bytes = NULL;
+            return -1;
+        }
+        (*bytes)[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int parse_seals(const struct plan_text *t, unsigned int *out) {
+    *out = 0;
+    const char *s = t->s;
+    const char *end = t->s + t->len;
+    while (s < end) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        size_t len = comma ? (size_t)(comma - s) : (size_t)(end - s);
+        struct word w = {s, len};
+        if (len == 0) {
+            /* Swift's split drops empty pieces */
+        } else if (word_is(w, "shrink")) *out |= PLAN_SEAL_SHRINK;
+        else if (word_is(w, "grow")) *out |= PLAN_SEAL_GROW;
+        else if (word_is(w, "write")) *out |= PLAN_SEAL_WRITE;
+        else if (word_is(w, "future-write")) *out |= PLAN_SEAL_FUTURE_WRITE;
+        else if (word_is(w, "seal")) *out |= PLAN_SEAL_SEAL;
+        else return -1;
+        s += len + (comma ? 1 : 0);
+    }
+    return 0;
+}
+
+static int fill_step(struct parser *p, size_t number, struct plan_step *s, const struct fields *f) {
+    const struct plan_text *t;
+    if ((t = field(f, "expect-error")) && text_copy(t, &s->expect) == -1) return broken(p, number, "out of memory");
+    if (needs_res(s->kind)) {
+        if (!(t = field(f, "res"))) return broken(p, number, "%s needs res=", plan_step_kind_name(s->kind));
+        if (text_copy(t, &s->res) == -1) return broken(p, number, "out of memory");
+    }
+    switch (s->kind) {
+    case PLAN_STEP_CREATE: return int_field(p, number, f, "size", &s->size, &s->has_size);
+    case PLAN_STEP_ATTACH:
+        if ((t = field(f, "mode")) && strcmp(t->s, "ro") != 0 && strcmp(t->s, "rw") != 0)
+            return broken(p, number, "mode=%s: want ro or rw", t->s);
+        s->read_only = t && strcmp(t->s, "ro") == 0;
+        return 0;
+    case PLAN_STEP_ADD:
+    case PLAN_STEP_ATOMIC_ADD:
+        s->value = 1;
+        if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
+        return int_field(p, number, f, "value", &s->value, NULL);
+    case PLAN_STEP_STORE:
+    case PLAN_STEP_CHECK: {
+        if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
+        const struct plan_text *u = field(f, "u64"), *h = field(f, "hex");
+        if (u && parse_u64(u->s, u->len, &s->u64) == 0) {
+            s->is_u64 = 1;
+            s->nbytes = 8;
+            s->bytes = malloc(8);
+            if (!s->bytes) return broken(p, number, "out of memory");
+            for (int i = 0; i < 8; i++) s->bytes[i] = (uint8_t)(s->u64 >> (8 * i));
+            return 0;
+        }
+        if (u && !h) return broken(p, number, "u64=%s is not an unsigned 64-bit integer", u->s);
+        if (!h) return broken(p, number, "%s needs u64= or hex=", plan_step_kind_name(s->kind));
+        if (parse_hex(h, &s->bytes, &s->nbytes) == -1) return broken(p, number, "hex=%s is not pairs of hex digits", h->s);
+        return 0;
+    }
+    case PLAN_STEP_FILL:
+    case PLAN_STEP_CHECK_FILL: {
+        int64_t b = 0;
+        if (int_field(p, number, f, "byte", &b, NULL) == -1) return -1;
+        s->byte = (uint8_t)(uint64_t)b; /* UInt8(truncatingIfNeeded:) */
+        return 0;
+    }
+    case PLAN_STEP_TRUNCATE: return int_field(p, number, f, "size", &s->size, NULL);
+    case PLAN_STEP_SEAL:
+        if ((t = field(f, "seals")) && parse_seals(t, &s->seals) == -1) return broken(p, number, "seals=%s: unknown seal", t->s);
+        return 0;
+    case PLAN_STEP_BARRIER: {
+        static const struct plan_text empty = {"", 0};
+        t = field(f, "name");
+        if (text_copy(t ? t : &empty, &s->name) == -1) return broken(p, number, "out of memory");
+        return 0;
+    }
+    case PLAN_STEP_SLEEP: return int_field(p, number, f, "ns", &s->ns, NULL);
+    case PLAN_STEP_CRASH: {
+        int64_t sig = 9;
+        if (int_field(p, number, f, "signal", &sig, NULL) == -1) return -1;
+        if (sig < 1 || sig > 64) return broken(p, number, "signal=%lld is not a signal number", (long long)sig);
+        s->signal = (int)sig;
+        return 0;
+    }
+    default: return 0;
+    }
+}
+
+/* Parses step lines from *cursor into `list`: all of them (count < 0) or `count` items (a repeat body). */
+static int parse_steps(struct parser *p, const struct step_line *lines, size_t nlines, size_t *cursor, long count,
+                       struct step_list *list) {
+    long made = 0;
+    while (*cursor < nlines && (count < 0 || made < count)) {
+        const struct step_line *l = &lines[(*cursor)++];
+        struct word words[64];
+        size_t nw = split_words(l->s, l->len, words, 64);
+        if (nw > 64) return broken(p, l->number, "too many fields");
+        int64_t source_line;
+        if (nw < 2 || parse_i64(words[1].s, words[1].len, &source_line) == -1 || source_line < 0 || source_line > INT32_MAX)
+            return broken(p, l->number, "step LINE KIND fields...");
+        made++;
+        if (word_is(words[0], "repeat")) {
+            struct fields f;
+            if (parse_fields(words + 2, nw - 2, &f) == -1) {
+                fields_free(&f);
+                return broken(p, l->number, "bad field");
+            }
+            size_t index = list->n;
+            struct plan_step *s = step_append(list);
+            if (!s) {
+                fields_free(&f);
+                return broken(p, l->number, "out of memory");
+            }
+            s->line = (int)source_line;
+            int64_t body = 0, times = 0, ns = 0;
+            int has_body, has_times, has_ns;
+            const struct plan_text *t;
+            int rc = int_field(p, l->number, &f, "body", &body, &has_body);
+            if (rc == 0 && !has_body) rc = broken(p, l->number, "repeat needs body=");
+            if (rc == 0 && body < 0) rc = broken(p, l->number, "body=%lld is negative", (long long)body);
+            if (rc == 0) rc = int_field(p, l->number, &f, "times", &times, &has_times);
+            if (rc == 0 && !has_times) rc = int_field(p, l->number, &f, "for-ns", &ns, &has_ns);
+            if (rc == 0 && !has_times && !has_ns) rc = broken(p, l->number, "repeat needs times= or for-ns=");
+            if (rc == 0 && (t = field(&f, "expect-error")) && text_copy(t, &list->items[index].expect) == -1)
+                rc = broken(p, l->number, "out of memory");
+            fields_free(&f);
+            if (rc == -1) return -1;
+            s->kind = has_times ? PLAN_STEP_REPEAT_TIMES : PLAN_STEP_REPEAT_FOR;
+            s->times = times;
+            s->ns = ns;
+            s->body = (size_t)body;
+            if (body > 0 && parse_steps(p, lines, nlines, cursor, (long)body, list) == -1) return -1;
+            list->items[index].span = list->n - index - 1; /* `s` may have moved */
+            continue;
+        }
+        if (!word_is(words[0], "step")) return broken(p, l->number, "step LINE KIND fields...");
+        int known = -1;
+        if (nw >= 3)
+            for (size_t i = 0; i < sizeof step_kinds / sizeof step_kinds[0]; i++)
+                if (word_is(words[2], step_kinds[i].name)) known = (int)i;
+        if (known < 0) return broken(p, l->number, "unknown step");
+        struct fields f;
+        if (parse_fields(words + 3, nw - 3, &f) == -1) {
+            fields_free(&f);
+            return broken(p, l->number, "bad field");
+        }
+        struct plan_step *s = step_append(list);
+        if (!s) {
+            fields_free(&f);
+            return broken(p, l->number, "out of memory");
+        }
+        s->kind = step_kinds[known].kind;
+        s->line = (int)source_line;
+        int rc = fill_step(p, l->number, s, &f);
+        fields_free(&f);
+        if (rc == -1) return -1;
+    }
+    if (count >= 0 && made != count)
+        return broken(p, nlines ? lines[nlines - 1].number : 0, "a repeat body is cut short");
+    return 0;
+}
+
+/* --- the plan ------------------------------------------------------------------------------------------ */
+
+const struct plan_resource *plan_resource(const struct plan *plan, const char *id, size_t len) {
+    for (size_t i = 0; i < plan->nresources; i++)
+        if (plan->resources[i].id.len == len && memcmp(plan->resources[i].id.s, id, len) == 0) return &plan->resources[i];
+    return NULL;
+}
+
+void plan_free(struct plan *plan) {
+    text_free(&plan->file);
+    text_free(&plan->group);
+    for (size_t i = 0; i < plan->nresources; i++) {
+        text_free(&plan->resources[i].id);
+        text_free(&plan->resources[i].key);
+        text_free(&plan->resources[i].path);
+    }
+    free(plan->resources);
+    for (size_t i = 0; i < plan->nsteps; i++) step_free(&plan->steps[i]);
+    free(plan->steps);
+    memset(plan, 0, sizeof *plan);
+}
+
+static int parse_resource(struct parser *p, size_t number, const struct word *words, size_t nw, struct plan_resource *r) {
+    memset(r, 0, sizeof *r);
+    if (nw < 2 || plan_decode(words[1].s, words[1].len, &r->id) == -1) return broken(p, number, "resource ID fields...");
+    struct fields f;
+    if (parse_fields(words + 2, nw - 2, &f) == -1) {
+        fields_free(&f);
+        return broken(p, number, "bad field");
+    }
+    int rc = 0;
+    const struct plan_text *kind = field(&f, "kind"), *lock = field(&f, "lock"), *t;
+    if (!kind || !lock) rc = broken(p, number, "resource needs kind= and lock=");
+    else if (!strcmp(kind->s, "segment")) r->kind = PLAN_RES_SEGMENT;
+    else if (!strcmp(kind->s, "file")) r->kind = PLAN_RES_FILE;
+    else if (!strcmp(kind->s, "memfd")) r->kind = PLAN_RES_MEMFD;
+    else rc = broken(p, number, "resource needs kind= and lock=");
+    if (rc == 0) {
+        if (!strcmp(lock->s, "semaphore")) r->lock = PLAN_LOCK_SEMAPHORE;
+        else if (!strcmp(lock->s, "futex")) r->lock = PLAN_LOCK_FUTEX;
+        else if (!strcmp(lock->s, "robust-mutex")) r->lock = PLAN_LOCK_ROBUST_MUTEX;
+        else if (!strcmp(lock->s, "lockfile")) r->lock = PLAN_LOCK_LOCKFILE;
+        else rc = broken(p, number, "resource needs kind= and lock=");
+    }
+    if (rc == 0 && (t = field(&f, "key")) && text_copy(t, &r->key) == -1) rc = broken(p, number, "out of memory");
+    if (rc == 0 && (t = field(&f, "path")) && text_copy(t, &r->path) == -1) rc = broken(p, number, "out of memory");
+    if (rc == 0) rc = int_field(p, number, &f, "size", &r->size, &r->has_size);
+    if (rc == 0) rc = int_field(p, number, &f, "lock-offset", &r->lock_offset, NULL);
+    int64_t fd = -1;
+    if (rc == 0) rc = int_field(p, number, &f, "fd", &fd, &r->has_fd);
+    if (rc == 0 && r->has_fd && (fd < 0 || fd > INT32_MAX)) rc = broken(p, number, "fd=%lld is not a descriptor", (long long)fd);
+    r->fd = (int)fd;
+    r->is_private = (t = field(&f, "private")) && strcmp(t->s, "1") == 0;
+    fields_free(&f);
+    if (rc == -1) {
+        text_free(&r->id);
+        text_free(&r->key);
+        text_free(&r->path);
+    }
+    return rc;
+}
+
+int plan_parse(const char *text, size_t len, struct plan *out, char *err, size_t errlen) {
+    struct parser p = {err, errlen};
+    memset(out, 0, sizeof *out);
+    out->count = 1;
+    if (err && errlen) err[0] = '\0';
+    static const char magic[] = "shm-harness-plan 1";
+    const char *nl = memchr(text, '\n', len);
+    size_t first = nl ? (size_t)(nl - text) : len;
+    if (first != sizeof magic - 1 || memcmp(text, magic, first) != 0) return broken(&p, 1, "not a version 1 plan");
+
+    struct step_line *lines = NULL;
+    size_t nlines = 0, cap = 0;
+    size_t number = 1;
+    size_t pos = nl ? first + 1 : len;
+    int rc = -1;
+    int ended = 0;
+    while (pos < len) {
+        const char *line = text + pos;
+        const char *end = memchr(line, '\n', len - pos);
+        size_t llen = end ? (size_t)(end - line) : len - pos;
+        pos += llen + (end ? 1 : 0);
+        number++;
+        if (memchr(line, '\0', llen)) {
+            broken(&p, number, "a NUL byte");
+            goto done;
+        }
+        struct word words[64];
+        size_t nw = split_words(line, llen, words, 64);
+        if (nw == 0) continue;
+        if (word_is(words[0], "file")) {
+            text_free(&out->file);
+            /* Plan.swift: an undecodable file name is "" */
+            if (nw < 2 || plan_decode(words[1].s, words[1].len, &out->file) == -1) out->file.s = strdup("");
+            if (!out->file.s) {
+                broken(&p, number, "out of memory");
+                goto done;
+            }
+        } else if (word_is(words[0], "worker")) {
+            int64_t index, count;
+            text_free(&out->group);
+            if (nw != 4 || plan_decode(words[1].s, words[1].len, &out->group) == -1 ||
+                parse_i64(words[2].s, words[2].len, &index) == -1 || parse_i64(words[3].s, words[3].len, &count) == -1) {
+                broken(&p, number, "worker GROUP INDEX COUNT");
+                goto done;
+            }
+            out->index = (long)index;
+            out->count = (long)count;
+        } else if (word_is(words[0], "resource")) {
+            if (nw > 64) {
+                broken(&p, number, "too many fields");
+                goto done;
+            }
+            struct plan_resource *rs = realloc(out->resources, (out->nresources + 1) * sizeof *rs);
+            if (!rs) {
+                broken(&p, number, "out of memory");
+                goto done;
+            }
+            out->resources = rs;
+            if (parse_resource(&p, number, words, nw, &rs[out->nresources]) == -1) goto done;
+            out->nresources++;
+        } else if (word_is(words[0], "step") || word_is(words[0], "repeat")) {
+            if (nlines == cap) {
+                cap = cap ? cap * 2 : 32;
+                struct step_line *more = realloc(lines, cap * sizeof *more);
+                if (!more) {
+                    broken(&p, number, "out of memory");
+                    goto done;
+                }
+                lines = more;
+            }
+            lines[nlines++] = (struct step_line){number, line, llen};
+        } else if (word_is(words[0], "end")) {
+            ended = 1;
+            break;
+        } else {
+            broken(&p, number, "unknown line '%.*s'", (int)(words[0].len > 40 ? 40 : words[0].len), words[0].s);
+            goto done;
+        }
+    }
+    if (!ended) {
+        broken(&p, number + 1, "missing end");
+        goto done;
+    }
+    {
+        struct step_list list = {0};
+        size_t cursor = 0;
+        if (parse_steps(&p, lines, nlines, &cursor, -1, &list) == -1) {
+            for (size_t i = 0; i < list.n; i++) step_free(&list.items[i]);
+            free(list.items);
+            goto done;
+        }
+        out->steps = list.items;
+        out->nsteps = list.n;
+    }
+    if (!out->file.s && !(out->file.s = strdup(""))) goto done;
+    if (!out->group.s && !(out->group.s = strdup(""))) goto done;
+    rc = 0;
+done:
+    free(lines);
+    if (rc == -1) plan_free(out);
+    return rc;
+}
