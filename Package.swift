@@ -59,10 +59,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "TestSupport",
+            dependencies: ["Harness"],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SharedMemoryKitTests",
             dependencies: [
-                "SharedMemoryKit",
+                "SharedMemoryKit", "TestSupport",
                 "CShmShim",
                 "shm-harness",
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -72,7 +78,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HarnessTests",
-            dependencies: ["Harness", "ScenarioKit", "JUnit", "shm-harness"],
+            dependencies: ["Harness", "ScenarioKit", "JUnit", "TestSupport", "shm-harness"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

@@ -1,27 +1,15 @@
 import Foundation
 import Harness
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 enum Paths {
-    static let packageRoot: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
+    static let packageRoot = TestPaths.packageRoot
     static let fixtures = packageRoot + "/Tests/HarnessTests/Fixtures"
-    static let harness: String = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        for _ in 0..<3 {
-            let candidate = dir.appendingPathComponent("shm-harness").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir.deleteLastPathComponent()
-        }
-        return packageRoot + "/.build/debug/shm-harness"
-    }()
+    static let harness = TestPaths.harness
     static let schema = packageRoot + "/Tests/HarnessTests/Fixtures/junit-10.xsd"
     static let xmllint: String? = ["/usr/bin/xmllint", "/bin/xmllint"].first { FileManager.default.isExecutableFile(atPath: $0) }
 }

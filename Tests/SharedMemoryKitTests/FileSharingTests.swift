@@ -2,6 +2,7 @@ import Foundation
 import SystemPackage
 import SharedMemoryKit
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

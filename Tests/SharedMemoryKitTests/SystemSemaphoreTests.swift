@@ -1,5 +1,6 @@
 import CShmShim
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

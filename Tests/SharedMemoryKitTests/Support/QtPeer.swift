@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import SharedMemoryKit
 
 /// A real Qt process (PySide6, Tests/QtPeer/qt_peer.py) doing one QSharedMemory/QSystemSemaphore operation.

@@ -1,5 +1,6 @@
 import Foundation
 import SharedMemoryKit
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -8,25 +9,8 @@ import Glibc
 
 /// Paths and facts the tests need: the built `shm-harness` binary, the Qt peer, unique keys.
 enum TestEnvironment {
-    /// The package root (this file is Tests/SharedMemoryKitTests/Support/TestEnvironment.swift).
-    static let packageRoot: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<4 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-
-    /// The `shm-harness` binary built beside the test bundle.
-    static let harness: String = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        // The xctest bundle may live in a nested directory.
-        for _ in 0..<3 {
-            let candidate = dir.appendingPathComponent("shm-harness").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir.deleteLastPathComponent()
-        }
-        return packageRoot + "/.build/debug/shm-harness"
-    }()
+    static var packageRoot: String { TestPaths.packageRoot }
+    static var harness: String { TestPaths.harness }
 
     /// Runs the harness binary with `arguments`.
     static func harness(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
