@@ -67,6 +67,8 @@ final class SystemVSemaphore: SemaphoreBackend {
                 created = false
                 managed = nsems == UInt(Self.managedSetSize)
             case .failure(let err):
+                // Leave nothing behind: the key file this call made goes, unless another user already records a use.
+                if file.created && file.claimForRemoval(slot: nil) { file.unlinkIfStillAtPath() }
                 throw site.error("semget", err, detail: hex)
             }
             keyFile = file
