@@ -454,6 +454,7 @@ static int parse_resource(struct parser *p, size_t number, const struct word *wo
     struct fields f;
     if (parse_fields(words + 2, nw - 2, &f) == -1) {
         fields_free(&f);
+        text_free(&r->id);
         return broken(p, number, "bad field");
     }
     int rc = 0;
