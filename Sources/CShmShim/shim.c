@@ -5,6 +5,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <semaphore.h>
 #include <string.h>
 #include <sys/ipc.h>
@@ -120,6 +124,38 @@ int shm_shim_ofd_conflicts(int fd, int type, int64_t start, int64_t len) {
     if (fcntl(fd, F_OFD_GETLK, &fl) == -1) return -1;
     return fl.l_type == F_UNLCK ? 0 : 1;
 }
+
+static int shm_shim_isolation = 0;
+static const char *shm_shim_isolation_step = "";
+
+/* Runs before main, while the process has a single thread: unshare() of a mount namespace needs that. */
+__attribute__((constructor)) static void shm_shim_isolate_if_asked(void) {
+    const char *ask = getenv("SHM_HARNESS_ISOLATE");
+    if (ask == NULL || strcmp(ask, "1") != 0) return;
+    /* Children (the workers) share these namespaces: they must not make their own. */
+    unsetenv("SHM_HARNESS_ISOLATE");
+    if (unshare(CLONE_NEWIPC | CLONE_NEWNS) == -1) {
+        shm_shim_isolation = -errno;
+        shm_shim_isolation_step = "unshare(CLONE_NEWIPC|CLONE_NEWNS)";
+        return;
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1) {
+        shm_shim_isolation = -errno;
+        shm_shim_isolation_step = "mount --make-rprivate /";
+        return;
+    }
+    if (mount("shm-harness", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == -1) {
+        shm_shim_isolation = -errno;
+        shm_shim_isolation_step = "mount tmpfs /dev/shm";
+        return;
+    }
+    shm_shim_isolation = 1;
+}
+
+int shm_shim_isolation_status(void) { return shm_shim_isolation; }
+const char *shm_shim_isolation_failed_step(void) { return shm_shim_isolation_step; }
+
+int shm_shim_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 
 int shm_shim_open(const char *path, int flags, unsigned int mode) { return open(path, flags, (mode_t)mode); }
 

@@ -17,7 +17,7 @@ public final class ProgressReporter: @unchecked Sendable {
 
     public init() { live = isatty(2) == 1 }
 
-    func say(_ text: String) {
+    public func say(_ text: String) {
         Foundation.FileHandle.standardError.write(Data(text.utf8))
     }
 

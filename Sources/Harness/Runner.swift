@@ -19,9 +19,12 @@ public struct Runner {
         public var harnessVersion: String
         /// Compare the whole machine's IPC objects around each testcase (only with `jobs` 1), not just the run's own.
         public var machineLeakCheck: Bool
+        /// Run each testcase in its own process, in private IPC and mount namespaces (root only).
+        public var isolate: Bool
 
-        public init(paths: [String], junitPath: String, tags: [String], filters: [String], jobs: Int, shard: (index: Int, count: Int)?, harnessVersion: String, machineLeakCheck: Bool = true) {
+        public init(paths: [String], junitPath: String, tags: [String], filters: [String], jobs: Int, shard: (index: Int, count: Int)?, harnessVersion: String, machineLeakCheck: Bool = true, isolate: Bool = false) {
             self.machineLeakCheck = machineLeakCheck
+            self.isolate = isolate
             self.paths = paths
             self.junitPath = junitPath
             self.tags = tags
@@ -90,28 +93,53 @@ public struct Runner {
         text.utf8.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
     }
 
-    /// Runs the selected testcases; returns the results in the scenarios' order.
-    public static func run(_ scenarios: [Scenario], options: Options, progress: ProgressReporter) throws -> [TestCaseResult] {
+    /// Runs the selected testcases; returns the results in the scenarios' order and notes for the report's
+    /// properties (how testcases were isolated).
+    public static func run(_ scenarios: [Scenario], options: Options, progress: ProgressReporter) throws -> (results: [TestCaseResult], notes: [(name: String, value: String)]) {
         raiseDescriptorLimit()
         let environment = try RunEnvironment.current(jobs: options.jobs, machineLeakCheck: options.machineLeakCheck)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
+        var isolation = "off"
+        var isolated = false
+        if options.isolate {
+            switch Isolation.probe(harness: environment.harnessPath) {
+            case nil:
+                isolated = true
+                isolation = "namespaces (private IPC namespace and /dev/shm per testcase)"
+            case let reason?:
+                isolation = "unavailable: \(reason); fell back to the run journal and unique keys"
+                progress.say("shm-harness: isolation unavailable (\(reason)); running without namespaces\n")
+            }
+        }
         let runToken = String(UInt32.random(in: .min ... .max), radix: 16)
         let results = ResultBox(count: scenarios.count)
         let next = Counter()
         progress.start(total: scenarios.count)
         let jobs = max(1, min(options.jobs, scenarios.count))
+        let isolatedRun = isolated
         DispatchQueue.concurrentPerform(iterations: jobs) { _ in
             while true {
                 let index = next.increment()
                 guard index < scenarios.count else { return }
                 let scenario = scenarios[index]
                 progress.began(scenario.identifier)
-                let result = TestcaseRun(scenario: scenario, environment: environment, token: "\(runToken)-\(index)").run()
+                let token = "\(runToken)-\(index)"
+                let result = isolatedRun
+                    ? Isolation.runInChild(scenario, environment: environment, token: token, machineLeakCheck: options.machineLeakCheck && options.jobs == 1)
+                    : TestcaseRun(scenario: scenario, environment: environment, token: token).run()
                 results.set(index, result)
                 progress.finished(result)
             }
         }
-        return results.all()
+        return (results.all(), [("harness.isolation", isolation)])
+    }
+
+    /// One testcase in this very process (the isolated child's side of `run --isolate`).
+    public static func runHere(_ scenario: Scenario, token: String, machineLeakCheck: Bool) throws -> TestCaseResult {
+        raiseDescriptorLimit()
+        let environment = try RunEnvironment.current(jobs: 1, machineLeakCheck: machineLeakCheck)
+        defer { RunEnvironment.removeTree(environment.workDirectory) }
+        return TestcaseRun(scenario: scenario, environment: environment, token: token).run()
     }
 
     /// Three pipes per worker: hundreds of workers need more descriptors than the usual soft limit of 1024.
@@ -123,8 +151,8 @@ public struct Runner {
     }
 
     /// Writes the report atomically next to its final place.
-    public static func writeReport(_ results: [TestCaseResult], to path: String, version: String, leakCheck: String) throws {
-        let properties = MachineProperties.collect(version: version) + [("harness.leak_check", leakCheck)]
+    public static func writeReport(_ results: [TestCaseResult], to path: String, version: String, notes: [(name: String, value: String)]) throws {
+        let properties = MachineProperties.collect(version: version) + notes
         let context = ReportContext(hostname: MachineProperties.hostname(), timestamp: MachineProperties.timestamp(), properties: properties)
         let xml = JUnitWriter.render(results, context: context)
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path

@@ -225,6 +225,7 @@ final class TestcaseRun {
                 var env = ProcessInfo.processInfo.environment
                 env["SHM_HARNESS_WORKER"] = "\(spec.name)/\(index)"
                 env["SHM_HARNESS_RUN_TOKEN"] = token
+                env["SHM_HARNESS_RUNNER_PID"] = String(getpid())
                 for r in resources {
                     let prefix = "SHM_HARNESS_" + (scenario.resource(r.id)?.environmentName ?? r.id.uppercased()) + "_"
                     env[prefix + "KIND"] = r.kind.rawValue
@@ -246,8 +247,8 @@ final class TestcaseRun {
                     arguments = [environment.cWorkerPath ?? "shmh-worker", planPath]
                     if let user = spec.user { arguments += ["--user", user] }
                 case .exec:
-                    arguments = spec.command
-                    if let user = spec.user { arguments = [environment.harnessPath, "worker", "--user", user, "--exec", "--"] + arguments }
+                    // Through the worker wrapper: it dies with the runner (PDEATHSIG) and drops to the user.
+                    arguments = [environment.harnessPath, "worker"] + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
                 }
                 let process = try SpawnedProcess(
                     label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd))

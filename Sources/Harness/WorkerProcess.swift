@@ -1,3 +1,4 @@
+import CShmShim
 import Foundation
 import ScenarioKit
 
@@ -31,6 +32,7 @@ public enum WorkerProcess {
     }
 
     public static func main(planPath: String, user: String?) -> Int32 {
+        guard setParentDeathSignal() else { return 2 }
         guard let text = try? String(contentsOfFile: planPath, encoding: .utf8) else {
             Foundation.FileHandle.standardError.write(Data("shm-harness worker: cannot read the plan \(planPath)\n".utf8))
             return 2
@@ -87,6 +89,16 @@ public enum WorkerProcess {
         fflush(nil)
         return status
     }
+}
+
+/// Asks the kernel to SIGKILL this process when its parent (the runner) dies; false if the parent is gone
+/// already (the runner's pid is in SHM_HARNESS_RUNNER_PID).
+public func setParentDeathSignal() -> Bool {
+    _ = shm_shim_set_parent_death_signal(SIGKILL)
+    if let expected = ProcessInfo.processInfo.environment["SHM_HARNESS_RUNNER_PID"].flatMap({ pid_t($0) }) {
+        return getppid() == expected
+    }
+    return true
 }
 
 /// Drops to another user (its primary group, no supplementary groups); nil on success, or why not.

@@ -57,12 +57,31 @@ import Glibc
         #expect(xml.contains("barrier &apos;meet&apos;: worker quitter/0 ended"))
     }
 
-    @Test func leakIsAFailureNamingTheObject() throws {
-        let (result, xml) = try run([Paths.fixtures + "/failing/leaky.yaml"])
+    @Test(.enabled(if: geteuid() == 0, "namespaces need root"))
+    func isolatedLeakLeavesNothingOnTheHost() throws {
+        let (result, xml) = try run(["--isolate", Paths.fixtures + "/failing/leaky.yaml"])
+        let leaked = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm"))?.filter { $0.hasPrefix("shm-harness-test-leak-") } ?? []
+        for name in leaked { unlink("/dev/shm/\(name)") }
+        #expect(leaked.isEmpty, "the testcase's /dev/shm was its own tmpfs")
+        #expect(xml.contains("harness.isolation\" value=\"namespaces"))
+        #expect(result.exitCode == 1, "the leak is still reported: it happened inside the testcase")
+        #expect(xml.contains("left behind: /dev/shm/shm-harness-test-leak-"))
+    }
+
+    @Test func withoutIsolationTheLeakCheckNamesTheObject() throws {
+        let (result, xml) = try run(["--no-isolate", Paths.fixtures + "/failing/leaky.yaml"])
         let leaked = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm"))?.filter { $0.hasPrefix("shm-harness-test-leak-") } ?? []
         for name in leaked { unlink("/dev/shm/\(name)") }
         #expect(result.exitCode == 1)
+        #expect(xml.contains("harness.isolation\" value=\"off"))
         #expect(xml.contains("leaks: none: left behind: /dev/shm/shm-harness-test-leak-"))
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "namespaces need root"))
+    func parallelIsolatedTestcases() throws {
+        let (result, xml) = try run(["--isolate", "--jobs", "3", Paths.packageRoot + "/scenarios/basic", Paths.packageRoot + "/scenarios/lock"])
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(!xml.contains("<failure") && !xml.contains("<error"))
     }
 
     @Test func storm256Completes() throws {

@@ -46,6 +46,16 @@ int shm_shim_ofd_lock(int fd, int type, int64_t start, int64_t len, int wait);
 /// Returns 1 if a conflicting lock of `type` is held by another open file description, 0 if not.
 int shm_shim_ofd_conflicts(int fd, int type, int64_t start, int64_t len);
 
+// --- processes: namespaces and parent death (prctl and mount are variadic or GNU-only) ---
+/// Isolation requested with SHM_HARNESS_ISOLATE=1 is done by a constructor before main (while the process
+/// has one thread): a private IPC namespace and a private mount namespace with a fresh tmpfs on /dev/shm.
+/// Returns 0 when not requested, 1 when isolated, or -errno of the step that failed.
+int shm_shim_isolation_status(void);
+/// Which step of the isolation failed ("unshare", "mount /", "mount /dev/shm"), or "".
+const char *shm_shim_isolation_failed_step(void);
+/// prctl(PR_SET_PDEATHSIG, signal): the kernel sends `signal` when the parent thread exits.
+int shm_shim_set_parent_death_signal(int signal);
+
 // --- files ---
 /// open(2) with a mode (open is variadic in C).
 int shm_shim_open(const char *path, int flags, unsigned int mode);

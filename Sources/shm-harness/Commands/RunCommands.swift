@@ -53,6 +53,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "What the leak check compares: machine (every IPC object, with --jobs 1) or own (the run's objects only).")
     var leakCheck: LeakScope = .machine
 
+    @Flag(inversion: .prefixedNo, help: "Run each testcase in private IPC and mount namespaces (default: on when root).")
+    var isolate: Bool?
+
     enum LeakScope: String, ExpressibleByArgument, CaseIterable { case machine, own }
 
     func validate() throws {
@@ -72,10 +75,10 @@ struct RunCommand: ParsableCommand {
         let options = Runner.Options(
             paths: roots, junitPath: junit, tags: tag, filters: filter, jobs: jobs,
             shard: shard.map { ($0.index, $0.count) }, harnessVersion: ShmHarness.version,
-            machineLeakCheck: leakCheck == .machine)
-        let results = try Runner.run(selected, options: options, progress: progress)
+            machineLeakCheck: leakCheck == .machine, isolate: isolate ?? (geteuid() == 0))
+        let (results, notes) = try Runner.run(selected, options: options, progress: progress)
         let scope = leakCheck == .machine && jobs == 1 ? "machine" : "own"
-        try Runner.writeReport(results, to: junit, version: ShmHarness.version, leakCheck: scope)
+        try Runner.writeReport(results, to: junit, version: ShmHarness.version, notes: notes + [("harness.leak_check", scope)])
         progress.summary(reportPath: junit)
         let bad = results.contains {
             switch $0.status {
@@ -153,6 +156,7 @@ struct WorkerCommand: ParsableCommand {
 
     func run() throws {
         if probe || exec {
+            guard Harness.setParentDeathSignal() else { throw CommandFailure(message: "the runner is gone", exitCode: 2) }
             if let user, let reason = Harness.dropPrivileges(to: user) {
                 throw CommandFailure(message: "cannot run as \(user): \(reason)", exitCode: 3)
             }
@@ -164,5 +168,41 @@ struct WorkerCommand: ParsableCommand {
         }
         guard arguments.count == 1 else { throw CommandFailure(message: "worker takes one plan file", exitCode: 2) }
         throw ExitCode(WorkerProcess.main(planPath: arguments[0], user: user))
+    }
+}
+
+/// One testcase in this process (isolated by the runner): `shm-harness run-one --file F --classname C --testcase N`.
+struct RunOneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run-one", abstract: "Run one testcase and print its result (started by `run --isolate`).", shouldDisplay: false)
+
+    @Option var file: String?
+    @Option var classname: String?
+    @Option var testcase: String?
+    @Option var token: String?
+    @Option var leakCheck: RunCommand.LeakScope = .own
+    @Flag(help: "Only report whether isolation works here.") var probe = false
+
+    func run() throws {
+        _ = Harness.setParentDeathSignal()
+        if let failure = Isolation.failure() {
+            throw CommandFailure(message: "isolation failed: \(failure)", exitCode: 4)
+        }
+        if probe {
+            guard Isolation.isIsolated else { throw CommandFailure(message: "isolation was not applied (set SHM_HARNESS_ISOLATE=1)", exitCode: 4) }
+            return
+        }
+        guard let file, let classname, let testcase, let token else {
+            throw CommandFailure(message: "run-one needs --file, --classname, --testcase and --token", exitCode: 2)
+        }
+        let scenarios: [Scenario]
+        do { scenarios = try ScenarioLoader.load(file: file) } catch { throw CommandFailure(message: "\(error)", exitCode: 2) }
+        guard var scenario = scenarios.first(where: { $0.testName == testcase }) else {
+            throw CommandFailure(message: "\(file) has no testcase \(testcase)", exitCode: 2)
+        }
+        scenario.classname = classname
+        let result = try Runner.runHere(scenario, token: token, machineLeakCheck: leakCheck == .machine)
+        let data = try JSONEncoder().encode(result)
+        print("result " + String(decoding: data, as: UTF8.self))
     }
 }
