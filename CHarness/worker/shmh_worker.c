@@ -420,7 +420,10 @@ static void close_resource(struct resource_state *st) {
         shmh_segment_free(st->segment); /* detaches (releasing a held lock); the last detach removes, as in Qt */
         st->segment = NULL;
     }
-    unmap(st);
+    /* The mapping stays until the process exits: a robust mutex we still hold must be in mapped memory when
+     * the kernel walks our robust list at exit, or the next locker never hears owner-died and waits forever. */
+    st->map = NULL;
+    st->map_len = 0;
     if (st->fd >= 0 && st->r->kind == PLAN_RES_FILE) close(st->fd);
     st->fd = -1;
     close_lockfile(st);
