@@ -75,9 +75,7 @@ import Glibc
             let left = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? ["?"]
             rmdir(directory)
             guard after == before else {
-                let leaked = after.subtracting(before).sorted().map { fd in
-                    "\(fd) -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? "?")
-                }
+                let leaked = after.subtracting(before).sorted()
                 fail("descriptors left open: \(leaked); closed: \(before.subtracting(after).sorted())")
             }
             guard left.isEmpty else { fail("files left in \(directory): \(left)") }

@@ -95,8 +95,17 @@ enum FileSharingHelpers {
     }
 
     /// The descriptors open in this process now (names in /proc/self/fd).
+    /// This process's open descriptors as "fd -> target", leaving out the ones the runtime opens lazily on its
+    /// own (Dispatch's epoll and eventfd, timers) and the directory listing's own descriptor: they come and go
+    /// with the test machinery, not with the code under test.
     static func openDescriptors() -> Set<String> {
-        Set((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [])
+        var result = Set<String>()
+        for fd in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") else { continue }
+            if target.hasPrefix("anon_inode:[event") || target.hasPrefix("anon_inode:[timerfd") || target.hasPrefix("/proc/") { continue }
+            result.insert("\(fd) -> \(target)")
+        }
+        return result
     }
 }
 
