@@ -13,6 +13,9 @@ class ResourceHandle {
     private var futex: FutexLock?
     private var robust: RobustMutex?
     private var lockFile: LockFile?
+    /// This process holds the robust mutex: its memory must stay mapped until the process ends, or the kernel
+    /// cannot mark the mutex owner-died for the next locker.
+    private(set) var holdsRobustMutex = false
     /// Why the in-memory lock could not be opened at attach (reported by the first lock step, not by attach).
     private var lockProblem: SharedMemoryError?
 
@@ -105,9 +108,12 @@ class ResourceHandle {
             if let lockProblem { throw lockProblem }
             guard let robust else { throw SharedMemoryError(.lockError, operation: "lock", detail: "not attached: the mutex is in the memory") }
             do throws(SharedMemoryError) {
-                return try Self.run(operation, lock: robust.lock, tryLock: robust.tryLock, unlock: robust.unlock)
+                let done = try Self.run(operation, lock: robust.lock, tryLock: robust.tryLock, unlock: robust.unlock)
+                if done { holdsRobustMutex = operation != .unlock }
+                return done
             } catch where error.code == .ownerDied {
                 // The lock is held: repair (make the state consistent) and let the step report owner-died.
+                holdsRobustMutex = true
                 try robust.markConsistent()
                 throw error
             }

@@ -68,9 +68,17 @@ public final class StepExecutor {
         try execute(steps)
     }
 
-    /// Detaches and closes everything (the last detach of a segment destroys it, as in Qt).
+    /// Detaches and closes everything (the last detach of a segment destroys it, as in Qt) but a mapping whose
+    /// robust mutex this process still holds: that one stays until the process ends, so that the kernel can mark
+    /// the mutex owner-died for the next locker.
     public func closeAll() {
-        for (_, handle) in handles { handle.close() }
+        for (_, handle) in handles {
+            if handle.holdsRobustMutex {
+                _ = Unmanaged.passRetained(handle)  // never unmapped by a deinit: the process exit releases it
+            } else {
+                handle.close()
+            }
+        }
     }
 
     func handle(_ id: String) -> ResourceHandle? { handles[id] }
