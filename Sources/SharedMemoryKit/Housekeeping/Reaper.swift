@@ -119,15 +119,10 @@ public final class Reaper {
         cleanJournal(journal)
     }
 
-    /// Removes the objects of stale journals (then those journals), and every Qt-style or library object that
-    /// looks stale (see ``Inventory``).
-    /// - Parameter matching: only journals whose token or named objects contain this text, and only objects
-    ///   whose path, key file, Qt name or legacy key contains it (nil: all).
-    public func cleanStale(matching: String? = nil) {
-        func matches(_ texts: [String?]) -> Bool {
-            guard let matching else { return true }
-            return texts.contains { $0?.contains(matching) == true }
-        }
+    /// Removes the objects of this user's stale (or ended) run journals, then those journals: what a `run`
+    /// does before it starts. Journals of runs still going are left alone.
+    /// - Parameter matching: only journals whose token or named objects contain this text (nil: all).
+    public func cleanStaleJournals(matching: String? = nil) {
         var journals: [RunJournal] = []
         do throws(SharedMemoryError) {
             if let directory = try JournalDirectory.existingRunsDirectory() {
@@ -138,12 +133,27 @@ public final class Reaper {
         } catch {
             _ = emit("the run journals", .failed(error))
         }
-        for journal in journals where matches([journal.token] + journal.segments + journal.files + journal.lockFiles) {
+        for journal in journals {
+            if let matching, !([journal.token] + journal.segments + journal.files + journal.lockFiles).contains(where: { $0.contains(matching) }) {
+                continue
+            }
             switch journal.state() {
             case .running: continue
             case .ended, .stale: cleanJournal(journal)
             }
         }
+    }
+
+    /// ``cleanStaleJournals(matching:)``, then every Qt-style or library object that looks stale (see
+    /// ``Inventory``): `clean --stale`.
+    /// - Parameter matching: only journals whose token or named objects contain this text, and only objects
+    ///   whose path, key file, Qt name or legacy key contains it (nil: all).
+    public func cleanStale(matching: String? = nil) {
+        func matches(_ texts: [String?]) -> Bool {
+            guard let matching else { return true }
+            return texts.contains { $0?.contains(matching) == true }
+        }
+        cleanStaleJournals(matching: matching)
 
         var inventory = Inventory.scan(allUsers: anyOwner)
         inventory.objects = inventory.objects.filter { matches([$0.path, $0.keyFile, $0.qtName, $0.legacyKey]) }
