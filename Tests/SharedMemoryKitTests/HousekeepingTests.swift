@@ -429,3 +429,38 @@ import Glibc
         #expect(QtLegacyName("pulse-shm-1234") == nil)
     }
 }
+
+/// Real Qt leftovers (PySide6): what the Qt bug threads complain about, listed and cleaned.
+@Suite(.serialized, .disabled(if: TestEnvironment.qtUnavailableReason != nil, "\(TestEnvironment.qtUnavailableReason ?? "")"))
+struct HousekeepingQtTests {
+    /// Qt's POSIX segment stays after a clean exit; Qt's System V segment stays after its creator is killed.
+    @Test(arguments: Backend.allCases)
+    func qtLeftoversAreListedAsQtsAndCleanedByKey(_ backend: Backend) throws {
+        let sandbox = try HousekeepingTests.Sandbox()
+        let base = TestEnvironment.uniqueName()
+        let key = NativeIPCKey.legacy(base, type: backend.type)
+        var leak = LeakCheck(key)
+        let qt = try QtPeer("create", key: key, ["--size", "64", "--hold"])
+        try qt.expectEvent("ready")
+        leak.remember()
+        if backend == .posix {
+            #expect(try qt.finish()["ok"] as? Bool == true)  // detaches and exits normally: Qt leaks the segment
+        } else {
+            try HousekeepingTests.crash(qt.process)
+        }
+        let hash = String(NativeIPCKey.legacyName(base, kind: .sharedMemory).suffix(40))
+        let found = HousekeepingTests.objects(try HousekeepingTests.list(sandbox), containing: hash)
+        let segment = try #require(found.first { ($0["kind"] as? String)?.hasSuffix("segment") == true }, "\(found)")
+        #expect(segment["made_by"] as? String == "qt", "\(segment)")
+        #expect(segment["stale"] as? Bool == true, "\(segment)")
+        #expect(segment["key_recoverable"] as? Bool == false)
+        if backend == .systemV {
+            let set = try #require(found.first { $0["kind"] as? String == "sysv-semaphore" }, "\(found)")
+            #expect(set["semaphores"] as? Int == 1 && set["made_by"] as? String == "qt", "\(set)")
+        }
+        let r = try HousekeepingTests.run(["clean", "--key", base, "--type", backend.cliType], environment: sandbox.environment)
+        #expect(r.status.exitCode == 0, "\(r.out) \(r.err)")
+        #expect(r.out.contains { $0.hasPrefix("removed") && $0.contains("segment") }, "\(r.out)")
+        leak.expectClean()
+    }
+}
