@@ -78,7 +78,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HarnessTests",
-            dependencies: ["Harness", "ScenarioKit", "JUnit", "TestSupport", "shm-harness"],
+            dependencies: ["Harness", "ScenarioKit", "JUnit", "SharedMemoryKit", "TestSupport", "shm-harness"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

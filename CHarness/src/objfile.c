@@ -80,7 +80,14 @@ int shmh_objfile_open_key(struct shmh_objfile *f, const char *path, bool create,
 }
 
 void shmh_objfile_close(struct shmh_objfile *f) {
-    if (f->fd >= 0) close(f->fd);
+    /* Release the usage records explicitly: a copy of this descriptor in a child that another thread is
+       spawning keeps the open file description (and its locks) alive until that child execs. */
+    if (f->fd >= 0) {
+        int saved = errno;
+        (void)shmh_ofd_lock(f->fd, 2, SHMH_USAGE_BASE, 0, false);
+        errno = saved;
+        close(f->fd);
+    }
     f->fd = -1;
     free(f->path);
     f->path = NULL;

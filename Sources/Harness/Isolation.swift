@@ -37,7 +37,7 @@ public enum Isolation {
     public static var isIsolated: Bool { shm_shim_isolation_status() == 1 }
 
     /// Runs one testcase in an isolated child (`shm-harness run-one`) and reads its result.
-    static func runInChild(_ scenario: Scenario, environment: RunEnvironment, token: String, machineLeakCheck: Bool) -> TestCaseResult {
+    static func runInChild(_ scenario: Scenario, environment: RunEnvironment, token: String, machineLeakCheck: Bool, journal: JournalWriter?) -> TestCaseResult {
         let start = Date()
         let directory = environment.workDirectory + "/iso-\(token)"
         mkdir(directory, 0o711)
@@ -45,6 +45,7 @@ public enum Isolation {
         var env = ProcessInfo.processInfo.environment
         env["SHM_HARNESS_ISOLATE"] = "1"
         env["TMPDIR"] = directory
+        if let journal { env["SHM_HARNESS_JOURNAL"] = journal.path }
         if let c = environment.cWorkerPath { env["SHM_HARNESS_C_WORKER"] = c }
         func errored(_ message: String) -> TestCaseResult {
             TestCaseResult(classname: scenario.classname, name: scenario.testName, time: Date().timeIntervalSince(start),

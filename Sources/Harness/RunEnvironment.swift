@@ -19,7 +19,9 @@ public struct RunEnvironment: Sendable {
     /// parallel, or when asked: other programs on a busy machine make and remove objects too).
     public var checkGlobalLeaks: Bool
 
-    public static func current(jobs: Int, machineLeakCheck: Bool) throws -> RunEnvironment {
+    /// - Parameter token: the run's token: the private folder is `$TMPDIR/shm-harness-run-<token>`, journaled
+    ///   before it is made.
+    static func current(jobs: Int, machineLeakCheck: Bool, token: String = String(UInt32.random(in: .min ... .max), radix: 16), journal: JournalWriter? = nil) throws -> RunEnvironment {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var cWorker: String?
         let candidates = [
@@ -31,12 +33,10 @@ public struct RunEnvironment: Sendable {
             break
         }
         let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        var template = Array("\(base)/shm-harness-run.XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else {
-            throw SpawnError("run", "mkdtemp in \(base)", errno)
-        }
-        let work = String(cString: made)
-        // Workers that drop to another user must read their plans.
+        let work = "\(base)/shm-harness-run-\(token)"
+        journal?.recordWorkDirectory(work)
+        // 0711: workers that drop to another user must read their plans (the plans themselves are 0644).
+        guard mkdir(work, 0o700) == 0 else { throw SpawnError("run", "mkdir \(work)", errno) }
         chmod(work, 0o711)
         return RunEnvironment(
             harnessPath: exe, cWorkerPath: cWorker, workDirectory: work,

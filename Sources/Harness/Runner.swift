@@ -1,6 +1,7 @@
 import Foundation
 import JUnit
 import ScenarioKit
+import SharedMemoryKit
 
 #if canImport(Glibc)
 import Glibc
@@ -97,7 +98,17 @@ public struct Runner {
     /// properties (how testcases were isolated).
     public static func run(_ scenarios: [Scenario], options: Options, progress: ProgressReporter) throws -> (results: [TestCaseResult], notes: [(name: String, value: String)]) {
         raiseDescriptorLimit()
-        let environment = try RunEnvironment.current(jobs: options.jobs, machineLeakCheck: options.machineLeakCheck)
+        let runToken = String(UInt32.random(in: .min ... .max), radix: 16)
+        // What earlier runs that died left behind goes first (only what their journals name).
+        if let reaper = try? Reaper(report: { event in
+            if event.isRemoval { progress.say("shm-harness: a previous run died: \(event)\n") }
+        }) {
+            reaper.cleanStaleJournals()
+        }
+        let journal = JournalWriter.start(token: runToken)
+        defer { journal?.finish(token: runToken) }
+        let environment = try RunEnvironment.current(
+            jobs: options.jobs, machineLeakCheck: options.machineLeakCheck, token: runToken, journal: journal)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
         var isolation = "off"
         var isolated = false
@@ -111,7 +122,6 @@ public struct Runner {
                 progress.say("shm-harness: isolation unavailable (\(reason)); running without namespaces\n")
             }
         }
-        let runToken = String(UInt32.random(in: .min ... .max), radix: 16)
         let results = ResultBox(count: scenarios.count)
         let next = Counter()
         progress.start(total: scenarios.count)
@@ -125,8 +135,8 @@ public struct Runner {
                 progress.began(scenario.identifier)
                 let token = "\(runToken)-\(index)"
                 let result = isolatedRun
-                    ? Isolation.runInChild(scenario, environment: environment, token: token, machineLeakCheck: options.machineLeakCheck && options.jobs == 1)
-                    : TestcaseRun(scenario: scenario, environment: environment, token: token).run()
+                    ? Isolation.runInChild(scenario, environment: environment, token: token, machineLeakCheck: options.machineLeakCheck && options.jobs == 1, journal: journal)
+                    : TestcaseRun(scenario: scenario, environment: environment, token: token, journal: journal).run()
                 results.set(index, result)
                 progress.finished(result)
             }
@@ -137,9 +147,9 @@ public struct Runner {
     /// One testcase in this very process (the isolated child's side of `run --isolate`).
     public static func runHere(_ scenario: Scenario, token: String, machineLeakCheck: Bool) throws -> TestCaseResult {
         raiseDescriptorLimit()
-        let environment = try RunEnvironment.current(jobs: 1, machineLeakCheck: machineLeakCheck)
+        let environment = try RunEnvironment.current(jobs: 1, machineLeakCheck: machineLeakCheck, token: "one-" + token)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
-        return TestcaseRun(scenario: scenario, environment: environment, token: token).run()
+        return TestcaseRun(scenario: scenario, environment: environment, token: token, journal: JournalWriter.inherited).run()
     }
 
     /// Three pipes per worker: hundreds of workers need more descriptors than the usual soft limit of 1024.

@@ -34,7 +34,10 @@ final class TestcaseRun {
 
     enum Kind { case failure, error }
 
-    init(scenario: Scenario, environment: RunEnvironment, token: String) {
+    let journal: JournalWriter?
+
+    init(scenario: Scenario, environment: RunEnvironment, token: String, journal: JournalWriter?) {
+        self.journal = journal
         self.scenario = scenario
         self.environment = environment
         self.token = token
@@ -60,6 +63,7 @@ final class TestcaseRun {
         defer { RunEnvironment.removeTree(planDirectory) }
         var resources = planResources(planDirectory: planDirectory)
         namedFiles = resources
+        journal?.record(resources)
         defer { removeFiles() }
         // memfds are made here and handed to the workers by inheritance, at the same descriptor number.
         var setupHandles: [ResourceHandle] = []

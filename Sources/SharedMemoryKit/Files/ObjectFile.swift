@@ -33,7 +33,13 @@ final class ObjectFile {
         self.status = status
     }
 
-    deinit { try? fd.close() }
+    deinit {
+        // Release the usage records (and any claim) explicitly: another thread's posix_spawn may hold a copy
+        // of this descriptor for a moment (until its child execs), and the lock belongs to the open file
+        // description, which a close alone would not end while that copy exists.
+        _ = shm_shim_ofd_lock(fd.rawValue, 2, Self.usageBase, 0, 0)
+        try? fd.close()
+    }
 
     /// Opens a System V key file as Qt's `createUnixKeyFile()` does (created 0640 with `O_EXCL`), but never
     /// through a symlink and never one that another user owns (unless `allowForeignOwner`).

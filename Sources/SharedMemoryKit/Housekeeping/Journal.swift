@@ -153,6 +153,8 @@ public struct RunJournal: Sendable, Equatable {
     public var files: [String] = []
     /// `lockfile` records.
     public var lockFiles: [String] = []
+    /// The run's private folders (plans, isolated testcases' key files): removed with everything in them.
+    public var workDirectories: [String] = []
     /// The run wrote its `end` record (it finished its clean-up).
     public var ended = false
     /// The journal file's owner and last change (unix seconds).
@@ -266,6 +268,9 @@ public struct RunJournal: Sendable, Equatable {
             case "lockfile":
                 guard value.hasPrefix("/") else { problem("not an absolute path: \(value)"); continue }
                 journal.lockFiles.append(value)
+            case "workdir":
+                guard value.hasPrefix("/") else { problem("not an absolute path: \(value)"); continue }
+                journal.workDirectories.append(value)
             case "end":
                 journal.ended = true
             default:

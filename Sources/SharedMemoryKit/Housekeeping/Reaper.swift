@@ -1,4 +1,5 @@
 import CShmShim
+import Foundation
 import SystemPackage
 
 #if canImport(Glibc)
@@ -188,6 +189,7 @@ public final class Reaper {
         for path in journal.files.flatMap({ [$0, $0 + ".lock"] }) + journal.lockFiles {
             if let outcome = removeFile(path, kind: .runFile), !Self.isGone(outcome) { left += 1 }
         }
+        for path in journal.workDirectories where !removeWorkDirectory(path) { left += 1 }
         let label = "run journal \(journal.path)"
         if left > 0 {
             _ = emit(label, .kept("\(left) of the objects it names are still there"))
@@ -201,6 +203,33 @@ public final class Reaper {
         switch valueOrErrno({ unlink(journal.path) }) {
         case .success, .failure(.noSuchFileOrDirectory): _ = emit(label, .removed)
         case .failure(let err): _ = emit(label, .failed(site.error("unlink", err, detail: journal.path)))
+        }
+    }
+
+    /// A run's private folder: only a real directory (not a symlink) of this user named `shm-harness-run-*`,
+    /// removed with its contents (which never follows symlinks inside it). True when it is gone.
+    private func removeWorkDirectory(_ path: String) -> Bool {
+        guard let status = try? FilePath(path).stat(followTargetSymlink: false) else { return true }
+        let name = path.split(separator: "/").last.map(String.init) ?? ""
+        guard status.type == .directory, name.hasPrefix("shm-harness-run-") else {
+            _ = emit(path, .kept("not a run folder (a directory named shm-harness-run-*)"))
+            return false
+        }
+        if let refusal = ownerRefusal(status.userID.rawValue) {
+            _ = emit(path, .kept(refusal))
+            return false
+        }
+        if dryRun {
+            _ = emit("run folder \(path)", .wouldRemove)
+            return true
+        }
+        do {
+            try FileManager.default.removeItem(atPath: path)
+            _ = emit("run folder \(path)", .removed)
+            return true
+        } catch {
+            _ = emit("run folder \(path)", .kept("\(error)"))
+            return false
         }
     }
 

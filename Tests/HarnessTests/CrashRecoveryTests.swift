@@ -1,0 +1,116 @@
+import Foundation
+import Harness
+import SharedMemoryKit
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A run SIGKILLed mid-scenario leaves objects; the next run (or `clean --stale`) removes them, because the
+/// run journaled them before making them. Part of RunnerTests (serialized): every `run` cleans stale journals
+/// at its start, so these must not overlap with other runs.
+extension RunnerTests {
+    /// Starts a run of the long fixture, waits until its journal names the objects and they exist, SIGKILLs the
+    /// runner, and returns the journal's path and what it names.
+    func killedRun(isolate: Bool) throws -> (journal: String, keys: [NativeIPCKey], files: [String], workDirectories: [String]) {
+        let runs = JournalDirectory.runsDirectory()
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: runs)) ?? [])
+        let report = temporaryPath("junit.xml")
+        defer { unlink(report) }
+        let runner = try SpawnedProcess(
+            label: "runner", arguments: [Paths.harness, "run", isolate ? "--isolate" : "--no-isolate", "--leak-check", "own", "--junit", report, Paths.fixtures + "/crash/long.yaml"],
+            environment: ProcessInfo.processInfo.environment)
+        runner.closeInput()
+        let deadline = Date().addingTimeInterval(30)
+        var found: (String, RunJournal)?
+        while Date() < deadline && found == nil {
+            usleep(100_000)
+            for name in Set((try? FileManager.default.contentsOfDirectory(atPath: runs)) ?? []).subtracting(before) {
+                guard let journal = try? RunJournal.read(at: runs + "/" + name), journal.segments.contains(where: { $0.contains("crashrun") }) else { continue }
+                let keys = journal.segmentKeys
+                let segmentsExist = isolate || keys.allSatisfy { key in
+                    key.type.isSystemV ? FileManager.default.fileExists(atPath: key.nativeKey) : FileManager.default.fileExists(atPath: "/dev/shm" + key.nativeKey)
+                }
+                if segmentsExist && journal.files.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) { found = (runs + "/" + name, journal) }
+            }
+        }
+        runner.killGroup()  // the runner's own group: the runner alone (its workers have their own groups)
+        kill(runner.pid, SIGKILL)
+        runner.wait()
+        let (path, journal) = try #require(found, "the run journaled and made its objects")
+        return (path, journal.segmentKeys, journal.files, journal.workDirectories)
+    }
+
+    func leftovers(_ keys: [NativeIPCKey], _ files: [String]) -> [String] {
+        var left: [String] = files.filter { FileManager.default.fileExists(atPath: $0) }
+        for key in keys + keys.map({ $0.lockSemaphoreKey() }) {
+            if key.type.isSystemV {
+                if FileManager.default.fileExists(atPath: key.nativeKey) { left.append(key.nativeKey) }
+            } else {
+                let bare = key.nativeKey.dropFirst()
+                for path in ["/dev/shm/\(bare)", "/dev/shm/sem.\(bare)"] where FileManager.default.fileExists(atPath: path) { left.append(path) }
+            }
+        }
+        return left
+    }
+
+    /// Waits until the killed run's workers are gone too (PDEATHSIG), so that nothing is in use any more.
+    func waitForWorkers() throws {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            let r = try Run.command(["/bin/sh", "-c", "pgrep -f 'crash/[l]ong.yaml|sleeper-[0]' || true"])
+            if r.stdout.isEmpty { return }
+            usleep(100_000)
+        }
+    }
+
+    @Test func theNextRunCleansUpAfterAKilledRun() throws {
+        let (journal, keys, files, _) = try killedRun(isolate: false)
+        try waitForWorkers()
+        let left = leftovers(keys, files)
+        #expect(!left.isEmpty, "the killed run left its objects (else this test proves nothing)")
+        let ls = try Run.harness(["ls", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as? [String: Any]
+        let objects = json?["objects"] as? [[String: Any]] ?? []
+        let mine = objects.filter { ($0["path"] as? String).map { p in left.contains { $0 == p } } ?? false }
+        #expect(!mine.isEmpty && mine.allSatisfy { $0["stale"] as? Bool == true }, "ls marks them stale: \(mine)")
+
+        let report = temporaryPath("junit.xml")
+        defer { unlink(report) }
+        let next = try Run.harness(["run", "--no-isolate", "--leak-check", "own", "--junit", report, Paths.fixtures + "/crash/quick.yaml"])
+        #expect(next.exitCode == 0, "\(next.stderr)")
+        #expect(next.stderr.contains("a previous run died"))
+        #expect(leftovers(keys, files).isEmpty, "left: \(leftovers(keys, files))")
+        #expect(!FileManager.default.fileExists(atPath: journal))
+    }
+
+    @Test func cleanStaleCleansUpAfterAKilledRun() throws {
+        let (journal, keys, files, _) = try killedRun(isolate: false)
+        try waitForWorkers()
+        #expect(!leftovers(keys, files).isEmpty)
+        let token = URL(fileURLWithPath: journal).deletingPathExtension().lastPathComponent
+        let clean = try Run.harness(["clean", "--stale", "--match", token])
+        #expect(clean.exitCode == 0, "\(clean.stderr)")
+        #expect(clean.stdout.contains("removed"))
+        #expect(leftovers(keys, files).isEmpty, "left: \(leftovers(keys, files))")
+        #expect(!FileManager.default.fileExists(atPath: journal))
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "namespaces need root"))
+    func anIsolatedKilledRunLeavesOnlyJournaledFiles() throws {
+        let (journal, keys, files, workDirectories) = try killedRun(isolate: true)
+        try waitForWorkers()
+        // Segments lived in the testcase's namespaces (its own /dev/shm) and went with them: nothing on the
+        // host's /dev/shm. Key files (in the run's private folder) and the disk file are journaled.
+        #expect(leftovers(keys.filter { !$0.type.isSystemV }, []).isEmpty)
+        #expect(!workDirectories.isEmpty)
+        let report = temporaryPath("junit.xml")
+        defer { unlink(report) }
+        let next = try Run.harness(["run", "--leak-check", "own", "--junit", report, Paths.fixtures + "/crash/quick.yaml"])
+        #expect(next.exitCode == 0, "\(next.stderr)")
+        #expect(leftovers(keys, files).isEmpty, "left: \(leftovers(keys, files))")
+        #expect(workDirectories.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "the run's folder went too")
+        #expect(!FileManager.default.fileExists(atPath: journal))
+    }
+}
