@@ -59,8 +59,14 @@ if [ -d CHarness ] && [ -f CHarness/Makefile ]; then
 fi
 
 say "the main job: the built-in scenario catalogue (with the C worker just built)"
-report=.build/shm-harness-junit.xml
-rm -f "$report"
+# Every JUnit file of the run lands in one folder: the runner's report and cmocka's per-group files.
+reports=.build/reports
+rm -rf "$reports"
+mkdir -p "$reports"
+for dir in CHarness/build/junit CHarness/build/junit-asan; do
+  [ -d "$dir" ] && mkdir -p "$reports/cmocka-$(basename "$dir")" && cp "$dir"/*.xml "$reports/cmocka-$(basename "$dir")/" 2>/dev/null
+done
+report="$reports/shm-harness-junit.xml"
 swift run --skip-build shm-harness run --junit "$report" || status=$?
 if [ -f "$report" ]; then
   xmllint --noout --schema Tests/HarnessTests/Fixtures/junit-10.xsd "$report" || status=$?
