@@ -64,7 +64,10 @@ reports=.build/reports
 rm -rf "$reports"
 mkdir -p "$reports"
 for dir in CHarness/build/junit CHarness/build/junit-asan; do
-  [ -d "$dir" ] && mkdir -p "$reports/cmocka-$(basename "$dir")" && cp "$dir"/*.xml "$reports/cmocka-$(basename "$dir")/" 2>/dev/null
+  if [ -d "$dir" ]; then
+    mkdir -p "$reports/cmocka-$(basename "$dir")"
+    cp "$dir"/*.xml "$reports/cmocka-$(basename "$dir")/" 2>/dev/null || true
+  fi
 done
 report="$reports/shm-harness-junit.xml"
 swift run --skip-build shm-harness run --junit "$report" || status=$?
