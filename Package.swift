@@ -36,6 +36,7 @@ let package = Package(
         .target(
             name: "ScenarioKit",
             dependencies: [
+                "SharedMemoryKit",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings

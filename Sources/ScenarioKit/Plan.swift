@@ -1,3 +1,5 @@
+import SharedMemoryKit
+
 /// The plan a worker process executes: one worker's resources and steps, in a line format simple enough for
 /// C to parse without a library.
 ///
@@ -13,7 +15,8 @@
 ///     step 29 barrier name=start expect-error=not-found
 ///     end
 ///
-/// Fields are `name=value` with the value percent-encoded (`%XX` for bytes outside `A-Za-z0-9._~/,+-`).
+/// Fields are `name=value` with the value percent-encoded (``PercentCoding``: `%XX` for bytes outside
+/// `A-Za-z0-9._~/,+-`).
 /// A `repeat` line is followed by its `body` direct children (a nested repeat counts as one child).
 public struct Plan: Sendable {
     public struct Resource: Sendable, Equatable {
@@ -132,32 +135,9 @@ public struct Plan: Sendable {
         }
     }
 
-    static let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~/,+-".utf8)
+    public static func encode(_ text: String) -> String { PercentCoding.encode(text) }
 
-    public static func encode(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            if unreserved.contains(byte) { out.unicodeScalars.append(Unicode.Scalar(byte)) } else { out += "%" + String(format2: byte).uppercased() }
-        }
-        return out
-    }
-
-    public static func decode(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        let utf8 = Array(text.utf8)
-        var i = 0
-        while i < utf8.count {
-            if utf8[i] == UInt8(ascii: "%") {
-                guard i + 2 < utf8.count, let v = UInt8(String(decoding: utf8[(i + 1)...(i + 2)], as: UTF8.self), radix: 16) else { return nil }
-                bytes.append(v)
-                i += 3
-            } else {
-                bytes.append(utf8[i])
-                i += 1
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    public static func decode(_ text: Substring) -> String? { PercentCoding.decode(text) }
 
     // MARK: reading
 
