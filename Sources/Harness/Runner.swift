@@ -97,7 +97,7 @@ public struct Runner {
     /// Runs the selected testcases; returns the results in the scenarios' order and notes for the report's
     /// properties (how testcases were isolated).
     public static func run(_ scenarios: [Scenario], options: Options, progress: ProgressReporter) throws -> (results: [TestCaseResult], notes: [(name: String, value: String)]) {
-        raiseDescriptorLimit()
+        prepareProcess()
         let runToken = String(UInt32.random(in: .min ... .max), radix: 16)
         // What earlier runs that died left behind goes first (only what their journals name).
         if let reaper = try? Reaper(report: { event in
@@ -146,13 +146,20 @@ public struct Runner {
 
     /// One testcase in this very process (the isolated child's side of `run --isolate`).
     public static func runHere(_ scenario: Scenario, token: String, machineLeakCheck: Bool) throws -> TestCaseResult {
-        raiseDescriptorLimit()
+        prepareProcess()
         let environment = try RunEnvironment.current(jobs: 1, machineLeakCheck: machineLeakCheck, token: "one-" + token)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
         return TestcaseRun(scenario: scenario, environment: environment, token: token, journal: JournalWriter.inherited).run()
     }
 
     /// Three pipes per worker: hundreds of workers need more descriptors than the usual soft limit of 1024.
+    /// A worker that dies while the runner writes to its stdin must not take the runner with it (EPIPE
+    /// instead of SIGPIPE); workers get the default action back at spawn.
+    static func prepareProcess() {
+        signal(SIGPIPE, SIG_IGN)
+        raiseDescriptorLimit()
+    }
+
     static func raiseDescriptorLimit() {
         var limit = rlimit()
         guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
