@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -940,6 +941,16 @@ int main(int argc, char **argv) {
             fprintf(stderr, "shmh-worker: cannot run as %s: %s\n", user, reason);
             plan_free(&plan);
             return 3;
+        }
+    }
+    /* Die with the runner. Set after the user change (which clears it); a runner already gone ends us. */
+    if (!probe) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        const char *runner = getenv("SHM_HARNESS_RUNNER_PID");
+        if (runner && (pid_t)strtol(runner, NULL, 10) != getppid()) {
+            fprintf(stderr, "shmh-worker: the runner (pid %s) is gone\n", runner);
+            plan_free(&plan);
+            return 2;
         }
     }
     if (probe) {

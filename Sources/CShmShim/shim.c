@@ -157,6 +157,8 @@ const char *shm_shim_isolation_failed_step(void) { return shm_shim_isolation_ste
 
 int shm_shim_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 
+int shm_shim_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
 int shm_shim_open(const char *path, int flags, unsigned int mode) { return open(path, flags, (mode_t)mode); }
 
 const int SHM_SHIM_O_NOFOLLOW = O_NOFOLLOW;

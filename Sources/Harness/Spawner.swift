@@ -1,3 +1,5 @@
+import CShmShim
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,13 +24,13 @@ public final class SpawnedProcess {
         var inPipe: [Int32] = [-1, -1]
         var outPipe: [Int32] = [-1, -1]
         var errPipe: [Int32] = [-1, -1]
-        guard pipe(&inPipe) == 0 else { throw SpawnError(label, "pipe", errno) }
-        guard pipe(&outPipe) == 0 else { close(inPipe[0]); close(inPipe[1]); throw SpawnError(label, "pipe", errno) }
-        guard pipe(&errPipe) == 0 else {
+        // Close-on-exec from the start: with --jobs, another thread may be spawning at this very moment.
+        guard shm_shim_pipe_cloexec(&inPipe) == 0 else { throw SpawnError(label, "pipe2", errno) }
+        guard shm_shim_pipe_cloexec(&outPipe) == 0 else { close(inPipe[0]); close(inPipe[1]); throw SpawnError(label, "pipe2", errno) }
+        guard shm_shim_pipe_cloexec(&errPipe) == 0 else {
             for fd in inPipe + outPipe { close(fd) }
-            throw SpawnError(label, "pipe", errno)
+            throw SpawnError(label, "pipe2", errno)
         }
-        for fd in inPipe + outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -49,6 +49,8 @@ public enum WorkerProcess {
                 Foundation.FileHandle.standardError.write(Data("shm-harness worker: cannot run as \(user): \(reason)\n".utf8))
                 return 3
             }
+            // Changing credentials clears the parent-death signal: ask again.
+            guard setParentDeathSignal() else { return 2 }
         }
         let executor = StepExecutor(resources: plan.resources) { (name: String) throws(StepFailure) in
             print("barrier \(name)")

@@ -35,6 +35,13 @@ struct Interpreter {
                 if let resource = resourceSpec(id: entry.key, keyNode: entry.keyNode, entry.value) { resources.append(resource) }
             }
         }
+        var environmentNames: [String: String] = [:]
+        for resource in resources {
+            if let other = environmentNames[resource.environmentName] {
+                reader.fail(value("resources"), "resources '\(other)' and '\(resource.id)' both become SHM_HARNESS_\(resource.environmentName)_* for exec workers; rename one")
+            }
+            environmentNames[resource.environmentName] = resource.id
+        }
         let ids = Set(resources.map(\.id))
         let kinds = Dictionary(resources.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
 

@@ -209,12 +209,12 @@ public struct Plan: Sendable {
             let location = SourceLocation(file: file, line: sourceLine, column: 1)
             if words[0] == "repeat" {
                 let f = try fields(words.dropFirst(2), line: number)
-                guard let body = f["body"].flatMap({ Int($0) }) else { throw ParseError(line: number, message: "repeat needs body=") }
+                guard let body = f["body"].flatMap({ Int($0) }), body >= 0 else { throw ParseError(line: number, message: "repeat needs body=N (N >= 0)") }
                 let inner = try steps(lines, &cursor, count: body, file: file)
                 let action: Step.Action
-                if let times = f["times"].flatMap({ Int($0) }) {
+                if let times = f["times"].flatMap({ Int($0) }), times >= 0 {
                     action = .repeatTimes(times, inner)
-                } else if let ns = f["for-ns"].flatMap({ Int64($0) }) {
+                } else if let ns = f["for-ns"].flatMap({ Int64($0) }), ns >= 0 {
                     action = .repeatFor(.nanoseconds(ns), inner)
                 } else {
                     throw ParseError(line: number, message: "repeat needs times= or for-ns=")
@@ -228,7 +228,12 @@ public struct Plan: Sendable {
                 guard let r = f["res"] else { throw ParseError(line: number, message: "\(kind.rawValue) needs res=") }
                 return r
             }
-            func int(_ name: String, _ fallback: Int = 0) -> Int { f[name].flatMap { Int($0) } ?? fallback }
+            /// A number field: absent is `fallback`; present but not a number is a broken plan.
+            func int(_ name: String, _ fallback: Int = 0) throws(ParseError) -> Int {
+                guard let text = f[name] else { return fallback }
+                guard let value = Int(text) else { throw ParseError(line: number, message: "\(name)=\(text) is not a number") }
+                return value
+            }
             let action: Step.Action
             switch kind {
             case .create: action = .create(resource: try res(), size: f["size"].flatMap { Int($0) })
@@ -238,8 +243,8 @@ public struct Plan: Sendable {
             case .unlock: action = .unlock(resource: try res())
             case .tryLock: action = .tryLock(resource: try res())
             case .touchAll: action = .touchAll(resource: try res())
-            case .add: action = .add(resource: try res(), offset: int("offset"), value: Int64(f["value"] ?? "1") ?? 1)
-            case .atomicAdd: action = .atomicAdd(resource: try res(), offset: int("offset"), value: Int64(f["value"] ?? "1") ?? 1)
+            case .add: action = .add(resource: try res(), offset: try int("offset"), value: Int64(f["value"] ?? "1") ?? 1)
+            case .atomicAdd: action = .atomicAdd(resource: try res(), offset: try int("offset"), value: Int64(f["value"] ?? "1") ?? 1)
             case .store, .check:
                 let value: StoredValue
                 if let u = f["u64"].flatMap({ UInt64($0) }) {
@@ -251,10 +256,10 @@ public struct Plan: Sendable {
                     throw ParseError(line: number, message: "\(kind.rawValue) needs u64= or hex=")
                 }
                 let r = try res()
-                action = kind == .store ? .store(resource: r, offset: int("offset"), value: value) : .check(resource: r, offset: int("offset"), value: value)
-            case .fill: action = .fill(resource: try res(), byte: UInt8(truncatingIfNeeded: int("byte")))
-            case .checkFill: action = .checkFill(resource: try res(), byte: UInt8(truncatingIfNeeded: int("byte")))
-            case .truncate: action = .truncate(resource: try res(), size: int("size"))
+                action = kind == .store ? .store(resource: r, offset: try int("offset"), value: value) : .check(resource: r, offset: try int("offset"), value: value)
+            case .fill: action = .fill(resource: try res(), byte: UInt8(truncatingIfNeeded: try int("byte")))
+            case .checkFill: action = .checkFill(resource: try res(), byte: UInt8(truncatingIfNeeded: try int("byte")))
+            case .truncate: action = .truncate(resource: try res(), size: try int("size"))
             case .seal: action = .seal(resource: try res(), seals: (f["seals"] ?? "").split(separator: ",").compactMap { Seal(rawValue: String($0)) })
             case .barrier: action = .barrier(name: f["name"] ?? "")
             case .sleep: action = .sleep(.nanoseconds(Int64(f["ns"] ?? "0") ?? 0))

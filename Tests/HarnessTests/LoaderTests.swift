@@ -48,6 +48,7 @@ import Testing
         ("truncate a segment", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - truncate: {res: s, size: 1}\n", 5, 9, "truncate changes a file's size"),
         ("exec without command", "workers:\n  - impl: exec\n", 2, 5, "impl: exec needs command"),
         ("no workers", "summary: nothing\n", 1, 1, "needs workers"),
+        ("environment names collide", "resources:\n  a-b: {kind: segment, size: 64}\n  a_b: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - attach: a-b\n", 2, 3, "both become SHM_HARNESS_A_B_*"),
         ("hex odd", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - store: {res: s, hex: abc}\n", 5, 30, "even number of hex digits"),
     ]
 

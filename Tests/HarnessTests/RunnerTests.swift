@@ -85,6 +85,12 @@ import Glibc
         #expect(!xml.contains("<failure") && !xml.contains("<error"))
     }
 
+    @Test func hugeOffsetsAreInvalidSizeNotACrash() throws {
+        let (result, xml) = try run(["--no-isolate", Paths.fixtures + "/edge/huge-offset.yaml"])
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(!xml.contains("<failure") && !xml.contains("<error"))
+    }
+
     @Test func storm256Completes() throws {
         let (result, xml) = try run([Paths.packageRoot + "/scenarios/stress/attach-storm.yaml", "--filter", "*posix*"])
         #expect(result.exitCode == 0, "\(result.stderr)")

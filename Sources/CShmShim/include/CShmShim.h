@@ -55,6 +55,8 @@ int shm_shim_isolation_status(void);
 const char *shm_shim_isolation_failed_step(void);
 /// prctl(PR_SET_PDEATHSIG, signal): the kernel sends `signal` when the parent thread exits.
 int shm_shim_set_parent_death_signal(int signal);
+/// pipe2(fds, O_CLOEXEC): close-on-exec from the start, so another thread's spawn cannot inherit it.
+int shm_shim_pipe_cloexec(int fds[2]);
 
 // --- files ---
 /// open(2) with a mode (open is variadic in C).

@@ -89,7 +89,7 @@ extension FileMapping {
         let site = CallSite(operation: operation, object: object)
         guard isMapped else { throw site.refusal(.notFound, "the mapping was unmapped") }
         guard offset >= 0, count >= 0, offset <= self.count, count <= self.count - offset else {
-            throw site.refusal(.invalidSize, "bytes \(offset)..<\(offset + count) are outside the \(self.count)-byte mapping")
+            throw site.refusal(.invalidSize, "bytes \(offset)..<\(offset &+ count) are outside the \(self.count)-byte mapping")
         }
     }
 

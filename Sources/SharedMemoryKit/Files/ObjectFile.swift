@@ -162,7 +162,11 @@ final class ObjectFile {
 
     /// Objects this library created carry the sticky bit (ignored by the kernel on regular files): only they
     /// are removed when their last library user is done. Objects Qt created are left to Qt.
-    var isManaged: Bool { status.permissions.contains(.saveText) }
+    /// Read from the file now: the creator marks it right after making it, so a mark taken at open may be old.
+    var isManaged: Bool {
+        refreshStatus()
+        return status.permissions.contains(.saveText)
+    }
 
     func markManaged(mode: FilePermissions, site: CallSite) throws(SharedMemoryError) {
         _ = try site.check("fchmod", detail: path) { fchmod(fd.rawValue, mode_t(mode.rawValue) | S_ISVTX) }

@@ -228,7 +228,8 @@ public final class SharedMemory {
             do throws(SharedMemoryError) {
                 try semaphore.acquire(timeout: options.operationTimeout)
             } catch {
-                if segment == nil { closeSemaphore() }
+                // The lock is held by someone (perhaps a Qt process): never remove it here.
+                if segment == nil { closeSemaphore(removeIfUnused: false) }
                 throw SharedMemoryError(
                     .lockError, operation: site.operation, call: error.call, underlyingError: error.underlyingError,
                     object: site.object, detail: "unable to lock: " + (error.detail ?? error.code.name))

@@ -54,7 +54,13 @@ final class SystemVSemaphore: SemaphoreBackend {
                     throw site.error("semctl(SETVAL)", err, detail: hex)
                 }
             case .failure(.fileExists):
-                let id = try site.check("semget", detail: hex) { semget(ipcKey, 0, 0o600) }
+                let id: Int32
+                switch valueOrErrno({ semget(ipcKey, 0, 0o600) }) {
+                case .success(let value): id = value
+                case .failure(let err) where (err == .noSuchFileOrDirectory || err == .identifierRemoved) && attempt < 100:
+                    continue  // removed between the two calls (a Qt owner does that): start again
+                case .failure(let err): throw site.error("semget", err, detail: hex)
+                }
                 var uid: uid_t = 0
                 var cuid: uid_t = 0
                 var nsems: UInt = 0

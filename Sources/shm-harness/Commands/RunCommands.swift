@@ -157,8 +157,12 @@ struct WorkerCommand: ParsableCommand {
     func run() throws {
         if probe || exec {
             guard Harness.setParentDeathSignal() else { throw CommandFailure(message: "the runner is gone", exitCode: 2) }
-            if let user, let reason = Harness.dropPrivileges(to: user) {
-                throw CommandFailure(message: "cannot run as \(user): \(reason)", exitCode: 3)
+            if let user {
+                if let reason = Harness.dropPrivileges(to: user) {
+                    throw CommandFailure(message: "cannot run as \(user): \(reason)", exitCode: 3)
+                }
+                // Changing credentials clears the parent-death signal: ask again.
+                guard Harness.setParentDeathSignal() else { throw CommandFailure(message: "the runner is gone", exitCode: 2) }
             }
             if probe { return }
             guard let program = arguments.first else { throw CommandFailure(message: "--exec needs a program after --", exitCode: 2) }

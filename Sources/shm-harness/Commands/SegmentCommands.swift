@@ -22,8 +22,8 @@ struct CreateCommand: ParsableCommand {
     var holdSeconds: Double?
 
     func validate() throws {
-        if let holdSeconds, holdSeconds < 0 || !holdSeconds.isFinite {
-            throw ValidationError("--hold-seconds must be a non-negative number")
+        if let holdSeconds, holdSeconds < 0 || !holdSeconds.isFinite || holdSeconds > 1e9 {
+            throw ValidationError("--hold-seconds must be a number of seconds from 0 to 1000000000")
         }
     }
 
