@@ -22,6 +22,12 @@ final class TestcaseRun {
         var barriersNamed: Set<String>
         var waitingAt: String?
         var label: String { "\(group)/\(index)" }
+
+        /// Keeps the last 20 lines of the worker's output for the report.
+        mutating func keep(_ lines: [String]) { tail = Array((tail + lines).suffix(20)) }
+
+        /// Reads what stderr has now into the tail.
+        mutating func drainStandardError() { keep(stderr.read(process.stderrFD)) }
     }
 
     let scenario: Scenario
@@ -297,8 +303,7 @@ final class TestcaseRun {
                     if isStdout {
                         for line in workers[i].stdout.read(fd.fd) { handle(line, from: i) }
                     } else {
-                        let lines = workers[i].stderr.read(fd.fd)
-                        workers[i].tail = Array((workers[i].tail + lines).suffix(20))
+                        workers[i].drainStandardError()
                     }
                 }
             }
@@ -306,7 +311,7 @@ final class TestcaseRun {
                 if workers[i].process.poll() != nil {
                     // Drain what is left, then see whether a barrier can no longer be met.
                     for line in workers[i].stdout.read(workers[i].process.stdoutFD) { handle(line, from: i) }
-                    workers[i].tail = Array((workers[i].tail + workers[i].stderr.read(workers[i].process.stderrFD)).suffix(20))
+                    workers[i].drainStandardError()
                     workers[i].process.closeInput()
                     for name in workers[i].barriersNamed { checkBarrier(name) }
                 }
@@ -319,7 +324,7 @@ final class TestcaseRun {
             problems.insert((.error, "timeout: the scenario ran longer than \(DurationText.format(scenario.timeout)); killed \(alive.count) worker(s): \(alive.prefix(8).map(\.label).joined(separator: ", "))\(alive.count > 8 ? ", ..." : "")"), at: 0)
         }
         for i in workers.indices {
-            workers[i].tail = Array((workers[i].tail + workers[i].stderr.read(workers[i].process.stderrFD)).suffix(20))
+            workers[i].drainStandardError()
             judge(i)
         }
     }
@@ -332,7 +337,7 @@ final class TestcaseRun {
         } else if line.hasPrefix("result ") {
             workers[i].result = try? JSONDecoder().decode(WorkerProcess.Result.self, from: Data(line.dropFirst("result ".count).utf8))
         } else {
-            workers[i].tail = Array((workers[i].tail + [line]).suffix(20))
+            workers[i].keep([line])
         }
     }
 

@@ -173,6 +173,12 @@ final class ObjectFile {
         refreshStatus()
     }
 
+    /// The removal rule for POSIX objects: this library made it, no other process using the library records a
+    /// use, and the path still names it. The claim holds until the file is closed.
+    func mayRemoveManagedObject() -> Bool {
+        isManaged && claimForRemoval() && isStillAtPath
+    }
+
     /// Unlinks the path if it still names this file.
     func unlinkIfStillAtPath() {
         if isStillAtPath { unlink(path) }

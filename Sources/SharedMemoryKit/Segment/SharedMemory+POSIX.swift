@@ -99,7 +99,7 @@ final class POSIXSegment: SegmentBackend {
     /// Unlinks the segment when this library created it and no other process using the library records a use.
     func destroyIfUnused() -> Bool {
         guard let file else { return false }
-        guard file.isManaged, file.claimForRemoval(), file.isStillAtPath else { return false }
+        guard file.mayRemoveManagedObject() else { return false }
         shm_unlink(name)
         return true
     }

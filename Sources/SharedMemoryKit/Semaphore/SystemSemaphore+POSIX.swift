@@ -121,7 +121,7 @@ final class POSIXSemaphore: SemaphoreBackend {
         guard let handle else { return }
         sem_close(handle)
         self.handle = nil
-        if removeIfUnused && file.isManaged && file.claimForRemoval() && file.isStillAtPath {
+        if removeIfUnused && file.mayRemoveManagedObject() {
             sem_unlink(name)
         }
     }
