@@ -12,23 +12,40 @@ let package = Package(
     products: [
         .library(name: "SharedMemoryKit", targets: ["SharedMemoryKit"]),
         .executable(name: "shm-harness", targets: ["shm-harness"]),
+        .executable(name: "shmh-worker", targets: ["shmh-worker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
-        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         .target(name: "CShmShim"),
+        // libshmh, the C library of CHarness/ (also built there by its Makefile): one SHA-1 and one lock
+        // protocol for both languages.
+        .target(
+            name: "CShmh",
+            path: "CHarness",
+            exclude: ["Makefile", "README.md", "examples", "scripts", "shmh.pc.in", "tests", "tools", "worker"],
+            sources: ["src"],
+            publicHeadersPath: "include",
+            cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-std=c11"])],
+            linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]
+        ),
+        // the runner's C worker, built with the package so `impl: c` never lacks it
+        .executableTarget(
+            name: "shmh-worker",
+            dependencies: ["CShmh"],
+            path: "CHarness/worker",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
         .target(
             name: "SharedMemoryKit",
             dependencies: [
                 "CShmShim",
                 .product(name: "SystemPackage", package: "swift-system"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                "CShmh",
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: swiftSettings
@@ -54,7 +71,7 @@ let package = Package(
         .executableTarget(
             name: "shm-harness",
             dependencies: [
-                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit",
+                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit", "shmh-worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -24,8 +24,11 @@ public struct RunEnvironment: Sendable {
     static func current(jobs: Int, machineLeakCheck: Bool, token: String = String(UInt32.random(in: .min ... .max), radix: 16), journal: JournalWriter? = nil) throws -> RunEnvironment {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var cWorker: String?
+        // SHM_HARNESS_C_WORKER first (a sanitizer build, say), then the one SwiftPM builds beside this binary
+        // (the package builds it with `shm-harness`), then a Makefile build in the current checkout.
         let candidates = [
-            ProcessInfo.processInfo.environment["SHM_HARNESS_C_WORKER"],
+            ProcessInfo.processInfo.environment["SHM_HARNESS_C_WORKER"].flatMap { $0.isEmpty ? nil : $0 },
+            (exe as NSString).deletingLastPathComponent + "/shmh-worker",
             FileManager.default.currentDirectoryPath + "/CHarness/build/shmh-worker",
         ]
         for candidate in candidates.compactMap({ $0 }) where FileManager.default.isExecutableFile(atPath: candidate) {
@@ -113,7 +116,7 @@ public struct Requirements: Sendable {
             return "worker '\(worker.name)' runs as \(worker.user!): " + (reasons[.secondUser] ?? "cannot switch users here")
         }
         if scenario.workers.contains(where: { $0.impl == .c }) && cWorkerPath == nil {
-            return "impl: c needs the C worker (CHarness/build/shmh-worker, or SHM_HARNESS_C_WORKER), which is not built"
+            return "impl: c needs the C worker shmh-worker (built beside shm-harness by `swift build`, or named by SHM_HARNESS_C_WORKER), which was not found"
         }
         for resource in scenario.resources {
             if resource.kind == .memfd && met[.memfd] != true { return "resource '\(resource.id)': " + (reasons[.memfd] ?? "") }

@@ -1,4 +1,4 @@
-import Crypto
+import CShmh
 
 #if canImport(Glibc)
 import Glibc
@@ -49,7 +49,11 @@ extension NativeIPCKey {
     /// The file or object name Qt derives from a legacy key, without directory or slash.
     static func legacyName(_ key: String, kind: IPCObjectKind) -> String {
         let letters = key.unicodeScalars.filter { ("a"..."z").contains($0) || ("A"..."Z").contains($0) }
-        let digest = Insecure.SHA1.hash(data: Array(key.utf8))
+        let bytes = Array(key.utf8)
+        var digest = [UInt8](repeating: 0, count: 20)
+        bytes.withUnsafeBytes { input in
+            digest.withUnsafeMutableBufferPointer { shmh_sha1(input.baseAddress, input.count, $0.baseAddress) }
+        }
         let hex = digest.map { byte in
             let digits = Array("0123456789abcdef")
             return String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 0xF)])
