@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # check-repository.sh [DIR] — checks the tracked files of a checkout (default: this one):
-#   1. no absolute path of a machine (a home or work folder: /work/, /root/, /home/, /Users/, /Volumes/,
-#      /mnt/, C:\Users): scripts find their checkout, docs use paths relative to it;
+#   1. no absolute path of a machine (under the top-level folders work, root, home, Users, Volumes or mnt, or
+#      a Windows user folder): scripts find their checkout, docs use paths relative to it;
 #   2. every docs/*.md that a tracked file names exists, and every relative Markdown link [..](path) of a
 #      tracked .md file points at a file or folder that exists.
 # Prints each problem as FILE:LINE: what; the last line is "check-repository: N passed, N failed" (one per check).
@@ -32,7 +32,7 @@ fi
 problems=""
 for f in "${files[@]}"; do
     [ -f "$f" ] || continue
-    # docs/NAME.md named anywhere (code, scripts, docs): resolved from the top of the checkout
+    # a document of the docs folder named anywhere (code, scripts, docs): resolved from the top of the checkout
     while IFS=: read -r line ref; do
         [ -n "$ref" ] || continue
         [ -f "$ref" ] || problems+="$f:$line: names $ref, which does not exist"$'\n'

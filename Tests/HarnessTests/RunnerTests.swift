@@ -45,13 +45,20 @@ import Glibc
     }
 
     @Test func hungWorkerIsAnErrorAtTheTimeoutAndNothingSurvives() throws {
+        // The fixture with a marker unique to this test: its exec worker is found by it, and only it.
+        let marker = "shm-harness-hung-marker-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fixture = temporaryPath("hung-worker.yaml")
+        let text = try String(contentsOfFile: Paths.fixtures + "/failing/hung-worker.yaml", encoding: .utf8)
+        #expect(text.contains("shm-harness-hung-marker"))
+        try text.replacingOccurrences(of: "shm-harness-hung-marker", with: marker).write(toFile: fixture, atomically: true, encoding: .utf8)
+        defer { unlink(fixture) }
         let start = Date()
-        let (result, xml) = try run([Paths.fixtures + "/failing/hung-worker.yaml"])
+        let (result, xml) = try run([fixture])
         #expect(result.exitCode == 1)
         #expect(xml.contains("<error message=\"timeout: the scenario ran longer than 1s"))
         #expect(Date().timeIntervalSince(start) < 20)
-        let survivors = try Run.command(["/bin/sh", "-c", "pgrep -f shm-harness-hung-[m]arker || true"])
-        #expect(survivors.stdout.isEmpty, "processes left: \(survivors.stdout)")
+        let survivors = Processes.withMarker(marker)
+        #expect(survivors.isEmpty, "processes left: \(survivors.map { "\($0) \(Processes.commandLine($0) ?? "")" })")
     }
 
     @Test func missingBarrierParticipantReleasesTheOthers() throws {

@@ -271,6 +271,7 @@ def cmd_add(args, key):
         bad = check_range(shm, args.offset, 8)
         if bad:
             return False, EXIT_USAGE, bad
+        emit({"event": "attached"})  # a handshake: the next step is lock()
         o = args.offset
         value = None
         for _ in range(args.iterations):
