@@ -2,16 +2,26 @@
 // `shm-harness help scenarios` prints it; CLITests checks that it is the doc, byte for byte.
 enum ScenarioReference {
     static let text = #"""
-# Scenario files: the v1 contract
+# Scenario files: the format reference
 
-Scenario files are the harness's user interface: people write them by hand, keep them in their own
-repositories and run them in CI for years. This page is the contract. Extend it where users would expect
-more; do not break what it shows. The project's own docs (README, `shm-harness help scenarios` or a docs
-page) describe it fully, with examples that are themselves run by the tests.
+A scenario is a YAML file that says which shared-memory objects exist, which processes (workers) do what to
+them, and what must hold afterwards. `shm-harness run` runs scenarios and writes a JUnit XML report for CI;
+`shm-harness validate FILE...` checks files without running them; `shm-harness list FILE...` shows the
+testcases they define. This page is the reference for writing them (format version 1: what it shows keeps
+working). `shm-harness help scenarios` prints it. Both examples below are scenarios the tests run
+(`Tests/HarnessTests/Fixtures/contract/`).
+
+Every problem in a file is reported as `FILE:LINE:COLUMN: what is wrong` (unknown keys, wrong types, a
+resource that is not declared, a misspelt error name...), and nothing runs until every file is right.
 
 ## One file, one scenario
-A scenario is one YAML file. Its folder below the scenarios root becomes the JUnit `classname`
-(`scenarios/lock/counter.yaml` -> classname `lock`), its `name` (default: the file's stem) the test name.
+A scenario is one YAML file (`.yaml` or `.yml`). Its folder below the scenarios root (the nearest enclosing
+folder named `scenarios`, else the folder given to `run`) becomes the JUnit `classname`
+(`scenarios/lock/counter.yaml` -> classname `lock`), its `name` (default: the file's stem) the test name; a
+matrix adds the combination: `counter[backend=systemv,impl=c]`. Testcase names must be unique in a run.
+
+Top-level keys: `name`, `summary`, `tags`, `requires`, `timeout`, `matrix`, `resources`, `setup`, `workers`,
+`expect`.
 
 ```yaml
 name: counter                       # default: the file's stem
@@ -26,7 +36,7 @@ resources:
   seg:                              # an id that steps refer to
     kind: segment                   # segment | file | memfd
     backend: ${backend}             # segment: systemv | posix
-    key: counter                    # a legacy key, as in Qt; the runner makes it unique per run
+    key: counter                    # a legacy key, as in Qt; the runner makes it unique per run (counter-<token>-<n>)
     size: 4096
 setup:                              # run by the runner itself before any worker starts;
   - create: seg                     # it stays attached to what it made until the scenario ends
@@ -88,8 +98,11 @@ workers:
 | kind | fields | meaning |
 |---|---|---|
 | `segment` | `backend` (systemv, posix), `key`, `size`, `lock` | a keyed segment with Qt's semantics; its lock is the segment's system semaphore, as in Qt |
-| `file` | `dir` (tmpfs, disk, runtime, or a path), `size`, `private` | a file mapped shared (or private); `tmpfs` is /dev/shm, `disk` a disk-backed temp dir, `runtime` XDG_RUNTIME_DIR |
-| `memfd` | `size`, `seals` (shrink, grow, write, seal) | an anonymous memfd, sealed at setup, handed to workers by inheritance |
+| `file` | `dir` (tmpfs, disk, runtime, or a path), `size`, `private`, `lock`, `lock-offset` | a file mapped shared (or private); `tmpfs` is /dev/shm, `disk` a disk-backed temp dir, `runtime` XDG_RUNTIME_DIR; named `<dir>/shm-harness-<id>-<token>` and removed when the testcase ends |
+| `memfd` | `size`, `seals` (shrink, grow, write, seal), `lock`, `lock-offset` | an anonymous memfd, sealed at setup, handed to workers by inheritance |
+
+Keys are made unique per run, so runs never collide with each other or with your own objects, and the
+report names the unique key.
 
 `lock:` on any resource picks what `lock`/`unlock` use: `semaphore` (segments' default), `futex` (a lock word
 inside the memory; file and memfd default), `robust-mutex` (a process-shared robust pthread mutex inside the
@@ -101,8 +114,8 @@ the other holds.
 | field | meaning |
 |---|---|
 | `name`, `count` | a group of `count` identical processes (default 1) |
-| `impl` | `swift` (the Swift worker; the default), `c` (the C worker from CHarness), `exec` with `command: [argv...]`: any program, which finds each resource in its environment: `SHM_HARNESS_<ID>_KIND`, and as they apply `_KEY` (Qt's string form of the native key, as `QNativeIpcKey::toString()` writes it), `_LEGACY_KEY` (the unique legacy key the runner derived), `_TYPE` (systemv, posix), `_SIZE`, `_PATH`, `_FD`; `<ID>` is the resource id upper-cased with `-` as `_`. Also `SHM_HARNESS_WORKER` (group name and index, `hammer/3`) |
-| `user` | drop to this user (name or uid, its primary group) before the first step; needs root, else the testcase is skipped |
+| `impl` | `swift` (the Swift worker, `shm-harness worker`; the default), `c` (the C worker `shmh-worker`, which `swift build` builds beside `shm-harness`; `SHM_HARNESS_C_WORKER` names another build, e.g. a sanitizer one), `exec` with `command: [argv...]`: any program, which finds each resource in its environment: `SHM_HARNESS_<ID>_KIND`, and as they apply `_KEY` (Qt's string form of the native key, as `QNativeIpcKey::toString()` writes it), `_LEGACY_KEY` (the unique legacy key the runner derived), `_TYPE` (systemv, posix), `_SIZE`, `_PATH`, `_FD`; `<ID>` is the resource id upper-cased with `-` as `_`. Also `SHM_HARNESS_WORKER` (group name and index, `hammer/3`) |
+| `user` | drop to this user (name or uid, its primary group) before the first step; needs root and a user the runner can switch to, else the testcase is skipped |
 | `steps` | what each process does, in order |
 | `expect` | how each process must end: `exit: 0` (default), or `signal: SIGBUS` (or any signal name) |
 
@@ -132,28 +145,52 @@ Error names, shared by both workers and by the library's error type: `permission
 `key-error`, `already-exists`, `not-found`, `lock-error`, `out-of-resources`, `busy`, `sealed`, `bus-error`,
 `owner-died` (a robust mutex whose holder died: the lock is taken and the state must be made consistent).
 
-## Requires
-`root`, `second-user` (a uid to drop to exists and the runner may switch to it), `sysv`, `posix`, `memfd`,
-`tmpfs-dev-shm`, `disk-tmp`. Unmet: the testcase is `<skipped>` with the reason; it never silently passes.
+## Requires, skips and strict mode
+`requires:` lists what the machine must have: `root`, `second-user` (a uid to drop to exists and the runner
+may switch to it), `sysv`, `posix`, `memfd`, `tmpfs-dev-shm` (/dev/shm is a tmpfs), `disk-tmp` (a
+disk-backed temp dir). Unmet: the testcase is `<skipped message="requires ...">` with the reason; it never
+silently passes. The same holds for what a testcase implies (a `user:` worker needs `second-user`, a `memfd`
+resource needs `memfd`, a segment needs its backend).
 
-## JUnit XML
-- Valid against the Jenkins JUnit schema (a copy with its MIT header is `../shared/schemas/junit-10.xsd`;
-  keep one as test data inside the project, and check every report the tests make with
-  `xmllint --noout --schema`, from Debian's libxml2-utils). That schema allows only `name tests failures errors time` on the
-  `<testsuites>` root: put `skipped`, `timestamp` and `hostname` on each `<testsuite>`.
+A testcase that this build cannot run, because a piece of it is missing (an `impl: c` worker without the C
+worker), is different: the machine could run it, the set-up is incomplete. Without strict mode it is
+`<skipped>` with the reason; in **strict mode** it is an `<error type="missing-worker">` and the run exits 1.
+Strict mode is `run --strict`, on by default when the environment has `CI=true` (GitLab, GitHub Actions and
+most CI systems set it); `--no-strict` turns it off.
+
+## Selecting testcases
+`run --tag T` (repeatable: any of them), `--filter GLOB` (repeatable; matches `classname.name`, the name or
+the file), `--shard K/N` (the K-th of N stable slices by testcase name, for CI matrices: the N reports add up
+to the whole). A run that selects nothing (no scenario file under the paths given, or tags and filters that
+match no testcase) exits 2 and says why, rather than passing with nothing run. A shard may be empty when the
+catalogue is small: that is fine (exit 0, said on stderr, an empty report) as long as the unsharded
+selection is not empty.
+
+## The JUnit XML report
+- Valid against the Jenkins JUnit schema `junit-10.xsd` (the tests check every report they make with
+  `xmllint --noout --schema Tests/HarnessTests/Fixtures/junit-10.xsd`). That schema allows only
+  `name tests failures errors time` on the `<testsuites>` root, so `skipped`, `timestamp` and `hostname` are
+  on each `<testsuite>`.
 - One `<testsuite>` per classname with `name tests failures errors skipped time timestamp hostname` and
   `<properties>` describing the machine: kernel release, architecture, uid, the file system type and size of
-  /dev/shm and of the temp dir, kernel.shmmax, kernel.shmmni, kernel.sem, harness version.
+  /dev/shm and of the temp dir, kernel.shmmax, kernel.shmmni, kernel.shmall, kernel.sem, the harness
+  version, how testcases were isolated (`harness.isolation`) and what the leak check compared
+  (`harness.leak_check`).
 - `<testcase classname=".." name="counter[backend=systemv,impl=c]" time="seconds">`, unique per report
   (GitLab drops duplicates); a broken expectation is a `<failure message=".." type="..">` naming the
-  expectation, the worker (group and index) and its step; a timeout, a failure of the runner's own work or a
-  worker killed by an unexpected signal is an `<error>`; unmet requirements are `<skipped message="..">`;
-  `<system-out>` holds each worker's last lines; per-testcase `<properties>` hold its metrics (operations,
-  operations per second, lock latency percentiles). Text is escaped and stripped of characters XML 1.0 forbids.
+  expectation, the worker (group and index) and its step (`FILE:LINE (step)`); a timeout, a failure of the
+  runner's own work, a barrier a worker never reached or a worker killed by an unexpected signal is an
+  `<error>`; unmet requirements are `<skipped message="..">`.
+- `<system-out>` holds each worker's last lines and the testcase's metrics, one per line, as
+  `[[PROPERTY|name=value]]` (the form Jenkins' JUnit attachments and GitLab read): `workers`, `operations`,
+  `operations_per_second`, `lock_count`, `lock_p50_ns`, `lock_p90_ns`, `lock_p99_ns`, `lock_max_ns`. The
+  schema allows no `<properties>` inside a `<testcase>`, so there are none.
+- Text is escaped and stripped of characters XML 1.0 forbids.
 
 ## Exit codes of `shm-harness run`
-0: every testcase passed or was skipped. 1: a testcase failed or erred. 2: the input is unusable (a scenario
-file that does not parse or breaks this contract, a bad flag); the message names `FILE:LINE:COLUMN` and what
-is wrong, and no scenario has run.
+0: every testcase passed or was skipped. 1: a testcase failed or erred (in strict mode, a testcase that
+lacked a worker too). 2: the input is unusable (a scenario file that does not parse or breaks this format, a
+bad flag, or nothing selected); for a file the message names `FILE:LINE:COLUMN` and what is wrong, and no
+scenario has run.
 """#
 }

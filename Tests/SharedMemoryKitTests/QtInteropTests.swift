@@ -93,8 +93,8 @@ struct QtInteropTests {
         try swift.lock()
         let qt = try QtPeer("add", key: key, ["--offset", "0", "--iterations", "1"])
         qt.process.closeInput()
-        try qt.expectEvent("attached")
-        try qt.process.expectBlocked()  // Qt must wait for the lock Swift holds
+        try qt.expectEvent("attaching")
+        try qt.process.expectBlocked()  // Qt must wait for the lock Swift holds (its attach() takes it already)
         #expect(try Self.readCounter(swift) == 0)
         try swift.unlock()
         var last = try qt.next()
