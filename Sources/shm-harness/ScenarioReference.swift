@@ -8,7 +8,7 @@ A scenario is a YAML file that says which shared-memory objects exist, which pro
 them, and what must hold afterwards. `shm-harness run` runs scenarios and writes a JUnit XML report for CI;
 `shm-harness validate FILE...` checks files without running them; `shm-harness list FILE...` shows the
 testcases they define. This page is the reference for writing them (format version 1: what it shows keeps
-working). `shm-harness help scenarios` prints it. Both examples below are scenarios the tests run
+working). `shm-harness help scenarios` prints it. Both examples below are files the tests load and check
 (`Tests/HarnessTests/Fixtures/contract/`).
 
 Every problem in a file is reported as `FILE:LINE:COLUMN: what is wrong` (unknown keys, wrong types, a

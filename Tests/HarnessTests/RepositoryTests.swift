@@ -38,4 +38,19 @@ import Glibc
         #expect(both.stdout.contains("\(present):2: links to ../nowhere.md, which does not exist"), "\(both.stdout)")
         #expect(both.stdout.hasSuffix("check-repository: 0 passed, 2 failed\n"), "\(both.stdout)")
     }
+
+    /// docs/scenario-format.md says its two examples are the files the tests load: they are, line for line.
+    @Test func theScenarioReferenceExamplesAreTheFixtures() throws {
+        let doc = try String(contentsOfFile: Paths.packageRoot + "/docs/scenario-format.md", encoding: .utf8)
+        var blocks: [String] = []
+        var current: [String]?
+        for line in doc.components(separatedBy: "\n") {
+            if line == "```yaml" { current = [] } else if line == "```", let block = current { blocks.append(block.joined(separator: "\n") + "\n"); current = nil } else { current?.append(line) }
+        }
+        try #require(blocks.count >= 2, "the reference shows two examples")
+        for (index, block) in blocks.prefix(2).enumerated() {
+            let fixture = try String(contentsOfFile: Paths.fixtures + "/contract/example-\(index + 1).yaml", encoding: .utf8)
+            #expect(block == fixture, "example \(index + 1) of docs/scenario-format.md differs from Fixtures/contract/example-\(index + 1).yaml")
+        }
+    }
 }
