@@ -494,3 +494,10 @@ int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length)
     if (length) *length = capacity > 0 ? (size_t)n : 0;
     return received;
 }
+
+uint8_t shm_shim_touch_pages(const void *data, size_t size, size_t step) {
+    uint8_t sum = 0;
+    if (!data || step == 0) return 0;
+    for (size_t offset = 0; offset < size; offset += step) sum += *(const volatile uint8_t *)((const char *)data + offset);
+    return sum;
+}

@@ -199,9 +199,8 @@ public final class StepExecutor {
             // Plain loads, unguarded: after a shrink the worker dies of SIGBUS, as a scenario may expect.
             let r = try resource(id)
             guard let data = r.bytes else { throw .library(SharedMemoryError(.notFound, operation: "touch-all", detail: "not attached")) }
-            var sum: UInt8 = 0
-            for offset in stride(from: 0, to: data.count, by: 4096) { sum &+= data.load(fromByteOffset: offset, as: UInt8.self) }
-            withExtendedLifetime(sum) {}
+            // volatile loads (in C): a release build dropped the Swift loads, whose sum nobody used
+            _ = shm_shim_touch_pages(data.baseAddress, data.count, 4096)
         case .truncate(let id, let size):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.truncate(to: size) }

@@ -70,9 +70,11 @@ import Glibc
     @Test(.enabled(if: geteuid() == 0, "namespaces need root"))
     func isolatedLeakLeavesNothingOnTheHost() throws {
         let (result, xml) = try run(["--isolate", Paths.fixtures + "/failing/leaky.yaml"])
-        let leaked = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm"))?.filter { $0.hasPrefix("shm-harness-test-leak-") } ?? []
-        for name in leaked { unlink("/dev/shm/\(name)") }
-        #expect(leaked.isEmpty, "the testcase's /dev/shm was its own tmpfs")
+        // This run's object only (named after its token, which the report gives): other runs may leak theirs.
+        let name = try #require(Self.leakedName(in: xml), "the report names the leaked object")
+        let leaked = FileManager.default.fileExists(atPath: "/dev/shm/\(name)")
+        if leaked { unlink("/dev/shm/\(name)") }
+        #expect(!leaked, "the testcase's /dev/shm was its own tmpfs")
         #expect(xml.contains("harness.isolation\" value=\"namespaces"))
         #expect(result.exitCode == 1, "the leak is still reported: it happened inside the testcase")
         #expect(xml.contains("left behind: /dev/shm/shm-harness-test-leak-"))
@@ -80,11 +82,16 @@ import Glibc
 
     @Test func withoutIsolationTheLeakCheckNamesTheObject() throws {
         let (result, xml) = try run(["--no-isolate", Paths.fixtures + "/failing/leaky.yaml"])
-        let leaked = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm"))?.filter { $0.hasPrefix("shm-harness-test-leak-") } ?? []
-        for name in leaked { unlink("/dev/shm/\(name)") }
+        if let name = Self.leakedName(in: xml) { unlink("/dev/shm/\(name)") }  // this run's leak, nobody else's
         #expect(result.exitCode == 1)
         #expect(xml.contains("harness.isolation\" value=\"off"))
         #expect(xml.contains("leaks: none: left behind: /dev/shm/shm-harness-test-leak-"))
+    }
+
+    /// The object the leaky fixture made, as the report names it: `shm-harness-test-leak-<run token>`.
+    static func leakedName(in xml: String) -> String? {
+        guard let range = xml.range(of: "shm-harness-test-leak-[0-9a-z-]+", options: .regularExpression) else { return nil }
+        return String(xml[range])
     }
 
     @Test(.enabled(if: geteuid() == 0, "namespaces need root"))

@@ -145,6 +145,11 @@ int shm_shim_send_fd(int socket, int fd, const void *payload, size_t length);
 /// -1 with EBADMSG when the message carried no descriptor; ECONNRESET at end of stream.
 int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length);
 
+// --- plain loads the optimiser must keep ---
+/// Reads one byte every `step` bytes of [data, data + size) with volatile loads (a release build must touch
+/// every page as a debug build does: a page a shrink took away raises SIGBUS). Returns their sum.
+uint8_t shm_shim_touch_pages(const void *data, size_t size, size_t step);
+
 #ifdef __cplusplus
 }
 #endif
