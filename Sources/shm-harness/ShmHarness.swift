@@ -15,7 +15,7 @@ struct ShmHarness: ParsableCommand {
         version: version,
         subcommands: [
             RunCommand.self, ValidateCommand.self, ListCommand.self, KeyCommand.self, CreateCommand.self,
-            DumpCommand.self, WriteCommand.self, WorkerCommand.self, RunOneCommand.self, LsCommand.self, CleanCommand.self, DebugCommand.self, FileDebugCommand.self,
+            DumpCommand.self, WriteCommand.self, WorkerCommand.self, RunOneCommand.self, LsCommand.self, CleanCommand.self, DebugCommand.self, FileDebugCommand.self, ReportCommand.self,
         ]
     )
 
