@@ -29,7 +29,8 @@ public final class ProgressReporter: @unchecked Sendable {
     public init() {
         live = isatty(2) == 1
         let text = ProcessInfo.processInfo.environment["SHM_HARNESS_PROGRESS_INTERVAL"] ?? ""
-        interval = Double(text).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } ?? Self.defaultInterval
+        // 0 turns the line off; anything else is at least 0.1 s (a log is not a terminal).
+        interval = Double(text).flatMap { $0.isFinite && $0 >= 0 ? ($0 == 0 ? 0 : max($0, 0.1)) : nil } ?? Self.defaultInterval
     }
 
     deinit { timer?.cancel() }

@@ -122,7 +122,9 @@ public struct ReportSummary: Sendable {
         let failed = counts["failed", default: 0]
         let errored = counts["errored", default: 0]
         var headline: String
-        if failed + errored == 0 {
+        if entries.isEmpty {
+            headline = "⚠️ shm-harness: no testcases"
+        } else if failed + errored == 0 {
             headline = "✅ shm-harness: all \(entries.count - counts["skipped", default: 0]) testcases passed"
             if counts["skipped", default: 0] > 0 { headline += ", \(counts["skipped", default: 0]) skipped" }
         } else {

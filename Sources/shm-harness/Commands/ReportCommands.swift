@@ -33,7 +33,7 @@ struct ReportCommand: ParsableCommand {
 
     /// A report's bytes; a read error names the file and the errno text.
     static func readFile(_ path: String) throws -> [UInt8] {
-        let limit = 1 << 30
+        let limit = 256 << 20
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw JUnitReadError(path: path, message: "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
