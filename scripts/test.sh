@@ -14,6 +14,7 @@ say() { printf '== %s\n' "$*"; }
 need=()
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+command -v cmark-gfm >/dev/null 2>&1 || need+=(cmark-gfm)   # renders `report summary --markdown` in its test
 if [ -d CHarness ]; then
   [ -f /usr/include/cmocka.h ] || need+=(libcmocka-dev)
   command -v make >/dev/null 2>&1 || need+=(make)

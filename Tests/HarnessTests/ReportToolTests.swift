@@ -220,6 +220,29 @@ import Glibc
         #expect(!passing.stdout.contains("<details>"))
     }
 
+    static let cmark = ["/usr/bin/cmark-gfm", "/usr/local/bin/cmark-gfm"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// The Markdown as GitHub renders it (cmark-gfm, GitHub's Markdown parser, with its table extension).
+    @Test(.enabled(if: cmark != nil, "needs cmark-gfm (Debian package cmark-gfm; scripts/test.sh installs it)"))
+    func summaryMarkdownRendersAsIntended() throws {
+        let (a, b) = try summaryInputs()
+        let md = temporaryPath("summary.md")
+        defer { unlink(a); unlink(b); unlink(md) }
+        let run = try Run.command(["/bin/sh", "-c", "\"$0\" report summary --markdown \"$1\" \"$2\" >\"$3\"", Paths.harness, a, b, md])
+        #expect(run.exitCode == 0, "\(run.stderr)")
+        let html = try Run.command([Self.cmark!, "-e", "table", "-e", "strikethrough", "-e", "autolink", "--unsafe", md]).stdout
+        // The failures table: a header and four rows, each of exactly four cells, whatever the names hold.
+        let table = try #require(html.components(separatedBy: "<th align=\"left\">Report</th>").dropFirst().first)
+        let rows = table.components(separatedBy: "</tbody>")[0].components(separatedBy: "<tr>").dropFirst()
+        #expect(rows.count == 4)
+        for row in rows { #expect(row.components(separatedBy: "<td").count - 1 == 4, "\(row)") }
+        #expect(html.contains("<td align=\"left\">odd.&lt;script&gt;*x*|y</td>"), "\(html)")
+        // No markup from a testcase: no tag, no emphasis, no code span.
+        #expect(!html.contains("<script>") && !html.contains("<b>") && !html.contains("<em>x</em>"))
+        #expect(html.components(separatedBy: "<details>").count - 1 == 4 && html.components(separatedBy: "</details>").count - 1 == 4)
+        #expect(html.contains("<pre><code class=\"language-text\">hammer/0 wrong.yaml:12 (check)\nexpected 3 | got 2\n\n--- hammer/0 (exit 1)\nlast words ```\n</code></pre>"), "\(html)")
+    }
+
     @Test func badInputIsExit2NamingTheFile() throws {
         let missing = temporaryPath("missing.xml")
         let notXML = temporaryPath("not.xml")
