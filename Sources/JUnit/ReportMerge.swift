@@ -16,8 +16,11 @@ public enum ReportMerge {
     public struct DuplicateError: Error, Sendable, CustomStringConvertible {
         /// Each duplicate: the testcase and the two files that hold it.
         public var duplicates: [(testcase: String, first: String, second: String)]
+        /// The first 20 duplicates, then how many more.
         public var description: String {
-            duplicates.map { "testcase \($0.testcase) is in both \($0.first) and \($0.second)" }.joined(separator: "\n")
+            var lines = duplicates.prefix(20).map { "testcase \($0.testcase) is in both \($0.first) and \($0.second)" }
+            if duplicates.count > 20 { lines.append("... and \(duplicates.count - 20) more duplicate testcases") }
+            return lines.joined(separator: "\n")
         }
     }
 

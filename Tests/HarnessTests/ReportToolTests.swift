@@ -15,6 +15,7 @@ import Glibc
         let path = temporaryPath(name)
         let xml = JUnitWriter.render(results, context: ReportContext(hostname: host, timestamp: "2026-11-29T10:00:00", properties: properties))
         try xml.write(toFile: path, atomically: true, encoding: .utf8)
+        try expectValid(path)
         return path
     }
 
@@ -87,6 +88,7 @@ import Glibc
         // Negative control: one shard alone is not the whole run, and the comparison sees it.
         let alone = try Run.harness(["report", "merge", shard1, "-o", only1])
         #expect(alone.exitCode == 0, "\(alone.stderr)")
+        try expectValid(only1)
         #expect(outcomes(try read(only1)) != outcomes(unsharded))
         #expect(try totals(only1) != totals(whole))
     }
