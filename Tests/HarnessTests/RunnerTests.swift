@@ -113,13 +113,21 @@ import Glibc
     }
 
     @Test func unmetRequirementIsSkippedWithTheReason() throws {
-        // From a folder without CHarness/build and without SHM_HARNESS_C_WORKER, impl: c has no worker.
+        // A copy of the binary in a folder without shmh-worker beside it, run from a folder without
+        // CHarness/build and without SHM_HARNESS_C_WORKER: impl: c has no worker.
         let report = temporaryPath("junit.xml")
-        defer { unlink(report) }
+        let lonely = temporaryPath("lonely")
+        #expect(mkdir(lonely, 0o700) == 0)
+        defer {
+            unlink(report)
+            unlink(lonely + "/shm-harness")
+            rmdir(lonely)
+        }
+        #expect(Run.copyFile(Paths.harness, to: lonely + "/shm-harness"))
         let scenario = Paths.packageRoot + "/scenarios/lock/counter.yaml"
         let result = try Run.command([
             "/bin/sh", "-c", "cd / && unset SHM_HARNESS_C_WORKER && exec \"$0\" run --leak-check own --junit \"$1\" --filter '*impl=c*' \"$2\"",
-            Paths.harness, report, scenario,
+            lonely + "/shm-harness", report, scenario,
         ])
         #expect(result.exitCode == 0, "\(result.stderr)")
         let xml = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""

@@ -49,6 +49,11 @@ struct Run {
         return Run(status: status, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
     }
 
+    /// Copies an executable (mode 0700); false if it could not.
+    static func copyFile(_ source: String, to destination: String) -> Bool {
+        (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil && chmod(destination, 0o700) == 0
+    }
+
     /// `shm-harness ARGS`.
     static func harness(_ arguments: [String], timeout: Double = 300) throws -> Run {
         try command([Paths.harness] + arguments, timeout: timeout)
