@@ -77,6 +77,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The README's library snippet, verbatim (a test checks that it is the README's and leaves nothing behind).
+        .executableTarget(
+            name: "readme-library",
+            dependencies: ["SharedMemoryKit"],
+            path: "Examples/readme-library",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "TestSupport",
             dependencies: ["Harness"],
@@ -88,7 +95,7 @@ let package = Package(
             dependencies: [
                 "SharedMemoryKit", "TestSupport",
                 "CShmShim",
-                "shm-harness",
+                "shm-harness", "readme-library",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             exclude: ["Resources"],

@@ -4,18 +4,28 @@
 #   2. Swift creates, C writes, both read it back;
 #   3. C and Swift processes add to one u64 counter under the segment lock: no update lost.
 # Everything is removed afterwards (checked: /dev/shm, the temp dir, the System V keys of the key files).
-# Skips, saying why, when the Swift CLI is missing (SHM_HARNESS_BIN, default /work/main/.build/debug/shm-harness).
+# The Swift CLI is SHM_HARNESS_BIN, else .build/debug/shm-harness at the top of this checkout. Without it the
+# test is skipped, saying why (exit 0) - except with CI=true, where a missing piece is a failure (exit 1).
+# The last line is the count: "cross-lang: N passed, N failed[, N skipped]" (one per backend and key flavour).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd -P)
 tool=${SHMH_TOOL:-$here/build/shmh-tool}
-swift=${SHM_HARNESS_BIN:-/work/main/.build/debug/shm-harness}
+swift=${SHM_HARNESS_BIN:-$(cd "$here/.." && pwd -P)/.build/debug/shm-harness}
 iterations=${CROSS_LANG_ITERATIONS:-500}
+cases=4
 if [ ! -x "$swift" ]; then
-    echo "cross-lang: SKIPPED: no Swift CLI at $swift (build it, or set SHM_HARNESS_BIN)"
+    if [ "${CI:-}" = true ]; then
+        echo "cross-lang: FAIL: no Swift CLI at $swift (swift build, or set SHM_HARNESS_BIN); CI=true: a missing piece fails"
+        echo "cross-lang: 0 passed, $cases failed"
+        exit 1
+    fi
+    echo "cross-lang: SKIPPED: no Swift CLI at $swift (build it with swift build, or set SHM_HARNESS_BIN)"
+    echo "cross-lang: 0 passed, 0 failed, $cases skipped"
     exit 0
 fi
 if [ ! -x "$tool" ]; then
     echo "cross-lang: FAIL: no shmh-tool at $tool"
+    echo "cross-lang: 0 passed, $cases failed"
     exit 1
 fi
 work=$(mktemp -d)
@@ -25,7 +35,9 @@ status=0
 holder=
 trap '[ -n "$holder" ] && kill "$holder" 2>/dev/null; rm -rf "$work"' EXIT
 
-fail() { echo "cross-lang: FAIL: $*"; status=1; }
+fail() { echo "cross-lang: FAIL: $*"; status=1; case_failed=1; }
+passed=0
+failed=0
 
 # Starts "$@" (a create command) in the background; waits until it printed the key string.
 start_holder() {
@@ -77,6 +89,7 @@ run_case() {
     fi
     sysv_keys=
     label="$backend/$flavour"
+    case_failed=0
 
     # 1. C creates, Swift writes, both read
     start_holder "$tool" create --native-key "$key" --size 4096 || return
@@ -120,14 +133,18 @@ run_case() {
     [ "$got" = "$want" ] || fail "$label: counter is $got, want $want (updates lost)"
     stop_holder
     check_clean "$label counter"
-    [ $status -eq 0 ] && echo "ok   cross-lang $label: C creates/Swift attaches, Swift creates/C attaches, counter $want"
+    [ $case_failed -eq 0 ] && echo "ok   cross-lang $label: C creates/Swift attaches, Swift creates/C attaches, counter $want"
 }
 
 start=$(date +%s)
 for backend in posix systemv; do
     for flavour in native legacy; do
+        case_failed=0
         run_case "$backend" "$flavour"
+        # a case that returned early (a holder that did not start) has failed too
+        if [ $case_failed -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
     done
 done
 echo "cross-lang: done in $(( $(date +%s) - start ))s"
+echo "cross-lang: $passed passed, $failed failed"
 exit $status

@@ -80,10 +80,14 @@ static void waiter_is_woken_across_processes(void **state) {
         _exit(shmh_lock_release(p) == 0 ? 0 : 2);
     }
     assert_int_equal(support_await(ready[0]), 0);
-    usleep(50000); /* let the child reach FUTEX_WAIT (the word becomes 2) */
-    uint32_t word;
-    memcpy(&word, p + 16, 4);
-    assert_int_equal(word, 2);
+    /* the child is on its way to FUTEX_WAIT: wait until it marked the word contended (2), at most 10 s */
+    uint32_t word = 0;
+    for (int i = 0; i < 10000; i++) {
+        __atomic_load((uint32_t *)(void *)(p + 16), &word, __ATOMIC_SEQ_CST);
+        if (word == 2) break;
+        usleep(1000);
+    }
+    if (word != 2) fail_msg("the waiter never marked the lock word contended (word %u after 10 s)", word);
     assert_ok(shmh_lock_release(p));
     assert_int_equal(support_wait(pid), 0);
     assert_int_equal(p[100], 42);

@@ -20,7 +20,7 @@ static void known_vectors(void **state) {
         {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
          "a49b2446a02c645bf419f995b67091253a04a259"},
         {"The quick brown fox jumps over the lazy dog", "2fd4e1c67a2d28fced849ee1bb76e7391b93eb12"},
-        /* Qt's legacy keys (docs/qt-internals.md 2.1) */
+        /* Qt's legacy keys: QSharedMemory::legacyNativeKey hashes the key with SHA-1 */
         {"test", "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3"},
         {"No\xc3\xabl", "f74a492d6bd59d7591144462d27aa3e29d1701c1"},
         {"klogshm", "fb1af3dd737ffaabf27e9cc69efabf7be177b28f"},

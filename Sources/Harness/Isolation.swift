@@ -54,6 +54,7 @@ public enum Isolation {
         let arguments = [
             environment.harnessPath, "run-one", "--file", scenario.file, "--classname", scenario.classname,
             "--testcase", scenario.testName, "--token", token, "--leak-check", machineLeakCheck ? "machine" : "own",
+            environment.strict ? "--strict" : "--no-strict",
         ]
         let child: SpawnedProcess
         do {

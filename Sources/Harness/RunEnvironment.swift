@@ -18,23 +18,16 @@ public struct RunEnvironment: Sendable {
     /// Compare the whole machine's IPC objects before and after each scenario (off when scenarios run in
     /// parallel, or when asked: other programs on a busy machine make and remove objects too).
     public var checkGlobalLeaks: Bool
+    /// Strict mode (`run --strict`, the default when `CI=true`): a testcase that cannot run because this build
+    /// lacks a worker, peer or tool is an error, not a skip. What the machine lacks (root, a second user,
+    /// memfd...) stays a skip either way.
+    public var strict = false
 
     /// - Parameter token: the run's token: the private folder is `$TMPDIR/shm-harness-run-<token>`, journaled
     ///   before it is made.
-    static func current(jobs: Int, machineLeakCheck: Bool, token: String = String(UInt32.random(in: .min ... .max), radix: 16), journal: JournalWriter? = nil) throws -> RunEnvironment {
+    static func current(jobs: Int, machineLeakCheck: Bool, strict: Bool = false, token: String = String(UInt32.random(in: .min ... .max), radix: 16), journal: JournalWriter? = nil) throws -> RunEnvironment {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var cWorker: String?
-        // SHM_HARNESS_C_WORKER first (a sanitizer build, say), then the one SwiftPM builds beside this binary
-        // (the package builds it with `shm-harness`), then a Makefile build in the current checkout.
-        let candidates = [
-            ProcessInfo.processInfo.environment["SHM_HARNESS_C_WORKER"].flatMap { $0.isEmpty ? nil : $0 },
-            (exe as NSString).deletingLastPathComponent + "/shmh-worker",
-            FileManager.default.currentDirectoryPath + "/CHarness/build/shmh-worker",
-        ]
-        for candidate in candidates.compactMap({ $0 }) where FileManager.default.isExecutableFile(atPath: candidate) {
-            cWorker = candidate
-            break
-        }
+        let (cWorker, cWorkerProblem) = findCWorker(beside: exe)
         let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         let work = "\(base)/shm-harness-run-\(token)"
         journal?.recordWorkDirectory(work)
@@ -43,7 +36,28 @@ public struct RunEnvironment: Sendable {
         chmod(work, 0o711)
         return RunEnvironment(
             harnessPath: exe, cWorkerPath: cWorker, workDirectory: work,
-            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker), checkGlobalLeaks: machineLeakCheck && jobs <= 1)
+            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker, cWorkerProblem: cWorkerProblem),
+            checkGlobalLeaks: machineLeakCheck && jobs <= 1, strict: strict)
+    }
+
+    /// The C worker: the one SHM_HARNESS_C_WORKER names (a sanitizer build, say; if it names no executable,
+    /// that is the problem, with no fallback), else the one SwiftPM builds beside this binary (the package
+    /// builds it with `shm-harness`), else a Makefile build in the current checkout.
+    static func findCWorker(beside exe: String) -> (path: String?, problem: String?) {
+        let isExecutable = { (path: String) in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
+                && FileManager.default.isExecutableFile(atPath: path)
+        }
+        if let named = ProcessInfo.processInfo.environment["SHM_HARNESS_C_WORKER"], !named.isEmpty {
+            return isExecutable(named) ? (named, nil) : (nil, "SHM_HARNESS_C_WORKER names \(named), which is not an executable file")
+        }
+        let candidates = [
+            (exe as NSString).deletingLastPathComponent + "/shmh-worker",
+            FileManager.default.currentDirectoryPath + "/CHarness/build/shmh-worker",
+        ]
+        if let found = candidates.first(where: isExecutable) { return (found, nil) }
+        return (nil, "the C worker shmh-worker is neither beside \(exe) (`swift build` builds it there) nor in ./CHarness/build, and SHM_HARNESS_C_WORKER is not set")
     }
 
     static func removeTree(_ path: String) {
@@ -56,9 +70,27 @@ public struct Requirements: Sendable {
     public let met: [Requirement: Bool]
     public let reasons: [Requirement: String]
     let cWorkerPath: String?
+    let cWorkerProblem: String?
 
-    init(harnessPath: String, cWorkerPath: String?) {
+    /// Why a testcase cannot run here.
+    public struct Unmet: Sendable, Equatable {
+        public var reason: String
+        /// This build (or its set-up) lacks a piece: a worker, a peer, a tool. Strict mode makes it an error;
+        /// otherwise the machine itself lacks something (root, a second user, memfd, a backend), a plain skip.
+        public var missingPiece: Bool
+    }
+
+    /// Given facts (for tests).
+    init(met: [Requirement: Bool], reasons: [Requirement: String], cWorkerPath: String?, cWorkerProblem: String?) {
+        self.met = met
+        self.reasons = reasons
         self.cWorkerPath = cWorkerPath
+        self.cWorkerProblem = cWorkerProblem
+    }
+
+    init(harnessPath: String, cWorkerPath: String?, cWorkerProblem: String? = nil) {
+        self.cWorkerPath = cWorkerPath
+        self.cWorkerProblem = cWorkerProblem
         var met: [Requirement: Bool] = [:]
         var reasons: [Requirement: String] = [:]
         let root = geteuid() == 0
@@ -108,15 +140,22 @@ public struct Requirements: Sendable {
     }
 
     /// Why a scenario cannot run here, or nil.
-    public func unmet(_ scenario: Scenario) -> String? {
+    public func unmet(_ scenario: Scenario) -> String? { whyNot(scenario)?.reason }
+
+    /// Why a scenario cannot run here, and whether what is missing is a piece of the build, or nil.
+    public func whyNot(_ scenario: Scenario) -> Unmet? {
+        if scenario.workers.contains(where: { $0.impl == .c }) && cWorkerPath == nil {
+            return Unmet(reason: "impl: c needs the C worker shmh-worker: " + (cWorkerProblem ?? "not found"), missingPiece: true)
+        }
+        return machineLacks(scenario).map { Unmet(reason: $0, missingPiece: false) }
+    }
+
+    private func machineLacks(_ scenario: Scenario) -> String? {
         for requirement in scenario.requires where met[requirement] != true {
             return reasons[requirement] ?? "requires \(requirement.rawValue)"
         }
         for worker in scenario.workers where worker.user != nil && met[.secondUser] != true {
             return "worker '\(worker.name)' runs as \(worker.user!): " + (reasons[.secondUser] ?? "cannot switch users here")
-        }
-        if scenario.workers.contains(where: { $0.impl == .c }) && cWorkerPath == nil {
-            return "impl: c needs the C worker shmh-worker (built beside shm-harness by `swift build`, or named by SHM_HARNESS_C_WORKER), which was not found"
         }
         for resource in scenario.resources {
             if resource.kind == .memfd && met[.memfd] != true { return "resource '\(resource.id)': " + (reasons[.memfd] ?? "") }

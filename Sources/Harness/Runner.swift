@@ -22,8 +22,11 @@ public struct Runner {
         public var machineLeakCheck: Bool
         /// Run each testcase in its own process, in private IPC and mount namespaces (root only).
         public var isolate: Bool
+        /// A testcase this build cannot run (no C worker, say) is an error, not a skip.
+        public var strict: Bool
 
-        public init(paths: [String], junitPath: String, tags: [String], filters: [String], jobs: Int, shard: (index: Int, count: Int)?, harnessVersion: String, machineLeakCheck: Bool = true, isolate: Bool = false) {
+        public init(paths: [String], junitPath: String, tags: [String], filters: [String], jobs: Int, shard: (index: Int, count: Int)?, harnessVersion: String, machineLeakCheck: Bool = true, isolate: Bool = false, strict: Bool = false) {
+            self.strict = strict
             self.machineLeakCheck = machineLeakCheck
             self.isolate = isolate
             self.paths = paths
@@ -108,7 +111,7 @@ public struct Runner {
         let journal = JournalWriter.start(token: runToken)
         defer { journal?.finish(token: runToken) }
         let environment = try RunEnvironment.current(
-            jobs: options.jobs, machineLeakCheck: options.machineLeakCheck, token: runToken, journal: journal)
+            jobs: options.jobs, machineLeakCheck: options.machineLeakCheck, strict: options.strict, token: runToken, journal: journal)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
         var isolation = "off"
         var isolated = false
@@ -147,9 +150,9 @@ public struct Runner {
     }
 
     /// One testcase in this very process (the isolated child's side of `run --isolate`).
-    public static func runHere(_ scenario: Scenario, token: String, machineLeakCheck: Bool) throws -> TestCaseResult {
+    public static func runHere(_ scenario: Scenario, token: String, machineLeakCheck: Bool, strict: Bool = false) throws -> TestCaseResult {
         prepareProcess()
-        let environment = try RunEnvironment.current(jobs: 1, machineLeakCheck: machineLeakCheck, token: "one-" + token)
+        let environment = try RunEnvironment.current(jobs: 1, machineLeakCheck: machineLeakCheck, strict: strict, token: "one-" + token)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
         return TestcaseRun(scenario: scenario, environment: environment, token: token, journal: JournalWriter.inherited).run()
     }

@@ -61,7 +61,14 @@ final class TestcaseRun {
     }
 
     private func execute() -> TestCaseResult {
-        if let reason = environment.requirements.unmet(scenario) { return base(.skipped(message: reason)) }
+        if let unmet = environment.requirements.whyNot(scenario) {
+            if unmet.missingPiece && environment.strict {
+                return base(.errored(
+                    message: unmet.reason + " (strict mode: a testcase this build cannot run is an error; --no-strict skips it)",
+                    type: "missing-worker"))
+            }
+            return base(.skipped(message: unmet.reason))
+        }
 
         let snapshotBefore = environment.checkGlobalLeaks ? IPCSnapshot.take() : nil
         let planDirectory = environment.workDirectory + "/\(token)"

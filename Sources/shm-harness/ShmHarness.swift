@@ -15,12 +15,19 @@ struct ShmHarness: ParsableCommand {
         version: version,
         subcommands: [
             RunCommand.self, ValidateCommand.self, ListCommand.self, KeyCommand.self, CreateCommand.self,
-            DumpCommand.self, WriteCommand.self, WorkerCommand.self, RunOneCommand.self, LsCommand.self, CleanCommand.self, DebugCommand.self, FileDebugCommand.self, ReportCommand.self,
+            DumpCommand.self, WriteCommand.self, WorkerCommand.self, RunOneCommand.self, LsCommand.self, CleanCommand.self, DebugCommand.self, FileDebugCommand.self,
+            ScenariosCommand.self, ReportCommand.self,
         ]
     )
 
     /// Exit codes: 0 success, 1 an operation failed, 2 the input is unusable (a bad flag or value).
     static func main() {
+        // `help scenarios`, `scenarios --help`: the scenario format reference, not a generated usage text.
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments == ["help", "scenarios"] || (arguments.first == "scenarios" && arguments.count == 2 && ["--help", "-h", "help"].contains(arguments[1])) {
+            ScenariosCommand.printReference()
+            Glibc.exit(0)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -68,5 +75,19 @@ func writeStandardOutput(_ bytes: UnsafeRawBufferPointer) throws {
         if n < 0 && errno == EINTR { continue }
         if n <= 0 { throw CommandFailure(message: "cannot write to standard output") }
         offset += n
+    }
+}
+
+/// `shm-harness scenarios` (also `help scenarios`): prints the scenario format reference (docs/scenario-format.md,
+/// built into the binary).
+struct ScenariosCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scenarios", abstract: "Print the scenario file format reference (docs/scenario-format.md).")
+
+    func run() throws { Self.printReference() }
+
+    static func printReference() {
+        let bytes = Array((ScenarioReference.text + "\n").utf8)
+        bytes.withUnsafeBytes { try? writeStandardOutput($0) }
     }
 }

@@ -14,13 +14,14 @@ extension RunnerTests {
     /// Starts a run of the long fixture, waits until its journal names the objects and they exist, SIGKILLs the
     /// runner, and returns the journal's path and what it names.
     func killedRun(isolate: Bool) throws -> (journal: String, keys: [NativeIPCKey], files: [String], workDirectories: [String]) {
-        let runs = JournalDirectory.runsDirectory()
+        // This test process's own runtime folder: another test run on the machine neither sees nor cleans it.
+        let runs = JournalDirectory.runsDirectory(xdgRuntimeDir: Paths.runtimeDirectory)
         let before = Set((try? FileManager.default.contentsOfDirectory(atPath: runs)) ?? [])
         let report = temporaryPath("junit.xml")
         defer { unlink(report) }
         let runner = try SpawnedProcess(
             label: "runner", arguments: [Paths.harness, "run", isolate ? "--isolate" : "--no-isolate", "--leak-check", "own", "--junit", report, Paths.fixtures + "/crash/long.yaml"],
-            environment: ProcessInfo.processInfo.environment)
+            environment: ProcessInfo.processInfo.environment.merging(["XDG_RUNTIME_DIR": Paths.runtimeDirectory]) { _, new in new })
         runner.closeInput()
         let deadline = Date().addingTimeInterval(30)
         var found: (String, RunJournal)?
@@ -35,10 +36,13 @@ extension RunnerTests {
                 if segmentsExist && journal.files.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) { found = (runs + "/" + name, journal) }
             }
         }
+        // What the runner started (workers, the isolated testcase process and its workers) must die with it.
+        let started = Processes.descendants(of: runner.pid)
         runner.killGroup()  // the runner's own group: the runner alone (its workers have their own groups)
         kill(runner.pid, SIGKILL)
         runner.wait()
         let (path, journal) = try #require(found, "the run journaled and made its objects")
+        try Processes.waitUntilGone(started, what: "the killed runner's processes (parent-death signal)")
         return (path, journal.segmentKeys, journal.files, journal.workDirectories)
     }
 
@@ -55,19 +59,8 @@ extension RunnerTests {
         return left
     }
 
-    /// Waits until the killed run's workers are gone too (PDEATHSIG), so that nothing is in use any more.
-    func waitForWorkers() throws {
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            let r = try Run.command(["/bin/sh", "-c", "pgrep -f 'crash/[l]ong.yaml|sleeper-[0]' || true"])
-            if r.stdout.isEmpty { return }
-            usleep(100_000)
-        }
-    }
-
     @Test func theNextRunCleansUpAfterAKilledRun() throws {
         let (journal, keys, files, _) = try killedRun(isolate: false)
-        try waitForWorkers()
         let left = leftovers(keys, files)
         #expect(!left.isEmpty, "the killed run left its objects (else this test proves nothing)")
         let ls = try Run.harness(["ls", "--json"])
@@ -87,7 +80,6 @@ extension RunnerTests {
 
     @Test func cleanStaleCleansUpAfterAKilledRun() throws {
         let (journal, keys, files, _) = try killedRun(isolate: false)
-        try waitForWorkers()
         #expect(!leftovers(keys, files).isEmpty)
         let token = URL(fileURLWithPath: journal).deletingPathExtension().lastPathComponent
         let clean = try Run.harness(["clean", "--stale", "--match", token])
@@ -100,7 +92,6 @@ extension RunnerTests {
     @Test(.enabled(if: geteuid() == 0, "namespaces need root"))
     func anIsolatedKilledRunLeavesOnlyJournaledFiles() throws {
         let (journal, keys, files, workDirectories) = try killedRun(isolate: true)
-        try waitForWorkers()
         // Segments lived in the testcase's namespaces (its own /dev/shm) and went with them: nothing on the
         // host's /dev/shm. Key files (in the run's private folder) and the disk file are journaled.
         #expect(leftovers(keys.filter { !$0.type.isSystemV }, []).isEmpty)

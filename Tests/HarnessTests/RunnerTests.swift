@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Harness
+import ScenarioKit
+import JUnit
 
 #if canImport(Glibc)
 import Glibc
@@ -43,13 +45,20 @@ import Glibc
     }
 
     @Test func hungWorkerIsAnErrorAtTheTimeoutAndNothingSurvives() throws {
+        // The fixture with a marker unique to this test: its exec worker is found by it, and only it.
+        let marker = "shm-harness-hung-marker-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fixture = temporaryPath("hung-worker.yaml")
+        let text = try String(contentsOfFile: Paths.fixtures + "/failing/hung-worker.yaml", encoding: .utf8)
+        #expect(text.contains("shm-harness-hung-marker"))
+        try text.replacingOccurrences(of: "shm-harness-hung-marker", with: marker).write(toFile: fixture, atomically: true, encoding: .utf8)
+        defer { unlink(fixture) }
         let start = Date()
-        let (result, xml) = try run([Paths.fixtures + "/failing/hung-worker.yaml"])
+        let (result, xml) = try run([fixture])
         #expect(result.exitCode == 1)
         #expect(xml.contains("<error message=\"timeout: the scenario ran longer than 1s"))
         #expect(Date().timeIntervalSince(start) < 20)
-        let survivors = try Run.command(["/bin/sh", "-c", "pgrep -f shm-harness-hung-[m]arker || true"])
-        #expect(survivors.stdout.isEmpty, "processes left: \(survivors.stdout)")
+        let survivors = Processes.withMarker(marker)
+        #expect(survivors.isEmpty, "processes left: \(survivors.map { "\($0) \(Processes.commandLine($0) ?? "")" })")
     }
 
     @Test func missingBarrierParticipantReleasesTheOthers() throws {
@@ -112,18 +121,95 @@ import Glibc
         #expect(validate.stderr.contains(":3:9:"))
     }
 
-    @Test func unmetRequirementIsSkippedWithTheReason() throws {
-        // From a folder without CHarness/build and without SHM_HARNESS_C_WORKER, impl: c has no worker.
+    /// A build piece that is missing (here: SHM_HARNESS_C_WORKER names no program) is an <error> in strict mode
+    /// (exit 1) and a <skipped> with its reason without it; never a pass.
+    @Test func missingWorkerIsAnErrorInStrictModeAndASkipWithout() throws {
+        let scenario = Paths.packageRoot + "/scenarios/lock/counter.yaml"
+        let missing = "/nonexistent-\(getpid())/shmh-worker"
+        for (flags, ci) in [(["--strict"], "false"), ([], "true"), (["--no-strict"], "true"), ([], "false")] {
+            let report = temporaryPath("junit.xml")
+            defer { unlink(report) }
+            let result = try Run.command(
+                ["/usr/bin/env", "SHM_HARNESS_C_WORKER=\(missing)", "CI=\(ci)", Paths.harness, "run", "--leak-check", "own", "--junit", report, "--filter", "*impl=c*"]
+                    + flags + [scenario])
+            let xml = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+            let strict = flags == ["--strict"] || (flags.isEmpty && ci == "true")
+            let label = "\(flags) CI=\(ci)"
+            #expect(xml.contains("counter[backend=posix,impl=c]"), "\(label): \(result.stderr)")
+            #expect(!xml.contains("<testcase classname=\"lock\" name=\"counter[backend=posix,impl=c]\" time=\"0.000\"/>"), "\(label): never passed")
+            if strict {
+                #expect(result.exitCode == 1, "\(label): \(result.stderr)")
+                #expect(xml.contains("<error message=\"impl: c needs the C worker shmh-worker: SHM_HARNESS_C_WORKER names \(missing)"), "\(label)")
+                #expect(xml.contains("type=\"missing-worker\""))
+                #expect(!xml.contains("<skipped"))
+            } else {
+                #expect(result.exitCode == 0, "\(label): \(result.stderr)")
+                #expect(xml.contains("<skipped message=\"impl: c needs the C worker shmh-worker: SHM_HARNESS_C_WORKER names \(missing)"), "\(label)")
+                #expect(!xml.contains("<error"))
+            }
+        }
+    }
+
+    /// What the machine lacks stays a skip in strict mode (with its reason); a missing build piece does not.
+    @Test func machineRequirementsStaySkipsInStrictMode() throws {
+        let fixture = temporaryPath("needs-root.yaml")
+        try "summary: needs root\nrequires: [root]\nworkers:\n  - impl: c\n    steps:\n      - sleep: 1ms\n".write(toFile: fixture, atomically: true, encoding: .utf8)
+        defer { unlink(fixture) }
+        let scenario = try #require(try ScenarioLoader.load(file: fixture).first)
+        let work = temporaryPath("work")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let noRoot = Requirements(met: [.root: false], reasons: [.root: "requires root (running as uid 1000)"], cWorkerPath: "/bin/true", cWorkerProblem: nil)
+        var environment = RunEnvironment(harnessPath: Paths.harness, cWorkerPath: "/bin/true", workDirectory: work, requirements: noRoot, checkGlobalLeaks: false)
+        environment.strict = true
+        #expect(TestcaseRun(scenario: scenario, environment: environment, token: "t", journal: nil).run().status == .skipped(message: "requires root (running as uid 1000)"))
+        // the same testcase without its C worker, on a machine that has everything: an error in strict mode only
+        let noWorker = Requirements(met: [.root: true], reasons: [:], cWorkerPath: nil, cWorkerProblem: "not built")
+        environment.requirements = noWorker
+        let strictResult = TestcaseRun(scenario: scenario, environment: environment, token: "t", journal: nil).run()
+        #expect(strictResult.status.word == "errored", "\(strictResult.status)")
+        environment.strict = false
+        #expect(TestcaseRun(scenario: scenario, environment: environment, token: "t", journal: nil).run().status == .skipped(message: "impl: c needs the C worker shmh-worker: not built"))
+    }
+
+    /// A run that selects nothing exits 2 and says why; an empty shard of a non-empty selection is fine.
+    @Test func selectingNothingExits2() throws {
+        let basic = Paths.packageRoot + "/scenarios/basic"
+        let filter = try Run.harness(["run", "--junit", temporaryPath("junit.xml"), "--filter", "no-such-testcase*", basic])
+        #expect(filter.exitCode == 2)
+        #expect(filter.stderr.contains("no testcase selected: --filter 'no-such-testcase*' matched none of the"), "\(filter.stderr)")
+        let tag = try Run.harness(["run", "--junit", temporaryPath("junit.xml"), "--tag", "no-such-tag", basic])
+        #expect(tag.exitCode == 2)
+        #expect(tag.stderr.contains("--tag no-such-tag matched none"), "\(tag.stderr)")
+        let empty = temporaryPath("empty")
+        mkdir(empty, 0o700)
+        defer { rmdir(empty) }
+        let folder = try Run.harness(["run", "--junit", temporaryPath("junit.xml"), empty])
+        #expect(folder.exitCode == 2)
+        #expect(folder.stderr.contains("no scenario file"), "\(folder.stderr)")
+        let shardOfNothing = try Run.harness(["run", "--junit", temporaryPath("junit.xml"), "--filter", "no-such-testcase*", "--shard", "1/2", basic])
+        #expect(shardOfNothing.exitCode == 2, "a shard of an empty selection is still nothing")
+
+        // basic has 2 testcases: over 64 shards most are empty, which is fine (exit 0, said so)
+        let scenarios = try Runner.load([basic])
+        let emptyShard = try #require((1...64).first { k in Runner.select(scenarios, tags: [], filters: [], shard: (k, 64)).isEmpty })
         let report = temporaryPath("junit.xml")
         defer { unlink(report) }
-        let scenario = Paths.packageRoot + "/scenarios/lock/counter.yaml"
-        let result = try Run.command([
-            "/bin/sh", "-c", "cd / && unset SHM_HARNESS_C_WORKER && exec \"$0\" run --leak-check own --junit \"$1\" --filter '*impl=c*' \"$2\"",
-            Paths.harness, report, scenario,
-        ])
-        #expect(result.exitCode == 0, "\(result.stderr)")
-        let xml = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
-        #expect(xml.contains("<skipped message=\"impl: c needs the C worker"))
-        #expect(!xml.contains("<testcase classname=\"lock\" name=\"counter[backend=posix,impl=c]\" time=\"0.000\"/>"), "skipped, not passed")
+        let shard = try Run.harness(["run", "--leak-check", "own", "--junit", report, "--shard", "\(emptyShard)/64", basic])
+        #expect(shard.exitCode == 0, "\(shard.stderr)")
+        #expect(shard.stderr.contains("shard \(emptyShard)/64 is empty"), "\(shard.stderr)")
+        #expect(FileManager.default.fileExists(atPath: report), "an empty shard still writes its (empty) report")
+    }
+
+    /// `help scenarios` prints the scenario format reference (docs/scenario-format.md, built in), not the usage.
+    @Test func helpScenariosPrintsTheReference() throws {
+        let doc = try String(contentsOfFile: Paths.packageRoot + "/docs/scenario-format.md", encoding: .utf8)
+        let top = try Run.harness(["--help"])
+        #expect(top.stdout.contains("SUBCOMMANDS"))
+        for arguments in [["help", "scenarios"], ["scenarios", "--help"], ["scenarios", "-h"], ["scenarios"]] {
+            let result = try Run.harness(arguments)
+            #expect(result.exitCode == 0, "\(arguments)")
+            #expect(!result.stdout.contains("SUBCOMMANDS"), "\(arguments): the reference, not the top-level help")
+            #expect(result.stdout == doc, "\(arguments): the doc itself (run scripts/embed-scenario-doc.sh after editing it)")
+        }
     }
 }

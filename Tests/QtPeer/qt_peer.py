@@ -266,6 +266,8 @@ def cmd_write(args, key):
 
 def cmd_add(args, key):
     def body(shm):
+        # a handshake for tests: next come attach() and lock(), which both take the segment's lock
+        emit({"event": "attaching"})
         if not shm.attach(QSharedMemory.AccessMode.ReadWrite):
             return False, EXIT_QT, shm_fail(shm, key)
         bad = check_range(shm, args.offset, 8)

@@ -16,11 +16,13 @@ import Glibc
     /// A private runtime dir (XDG_RUNTIME_DIR, 0700) for the journals, and a folder for run files.
     final class Sandbox {
         let directory: String
-        var environment: [String: String] { ["XDG_RUNTIME_DIR": directory] }
+        /// Qt's temp dir for `ls` and `clean`, when not the tests' own.
+        var tempDirectory: String?
+        var environment: [String: String] { ["XDG_RUNTIME_DIR": directory].merging(tempDirectory.map { ["TMPDIR": $0] } ?? [:]) { a, _ in a } }
         var runsDirectory: String { directory + "/shm-harness/runs" }
 
         init() throws {
-            var template = Array("/tmp/shmh-house-XXXXXX".utf8CString)
+            var template = Array("\(TempDirectory.qtTempPath())/shmh-house-XXXXXX".utf8CString)
             guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
             directory = String(cString: made)
             chmod(directory, 0o700)
@@ -219,8 +221,9 @@ import Glibc
           arguments: Backend.allCases)
     func cleanLeavesAnotherUsersObjectsWithoutAnyOwner(_ backend: Backend) throws {
         let sandbox = try Sandbox()
+        sandbox.tempDirectory = TestEnvironment.sharedTempDirectory  // nobody makes the key files: ls looks there
         let base = TestEnvironment.uniqueName()
-        let key = NativeIPCKey.legacy(base, type: backend.type)
+        let key = NativeIPCKey.legacy(base, type: backend.type, tempDirectory: TestEnvironment.sharedTempDirectory)
         var leak = LeakCheck(key)
         let creator = try Self.holdingCreator(key, asNobody: true)
         leak.remember()

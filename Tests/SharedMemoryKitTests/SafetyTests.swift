@@ -71,7 +71,7 @@ import Glibc
 
     @Test(.enabled(if: TestEnvironment.secondUserUnavailableReason == nil, "cannot run as nobody here"), arguments: Backend.allCases)
     func anotherUsersSegmentNeedsConsent(backend: Backend) throws {
-        let key = TestEnvironment.uniqueKey(backend.type)
+        let key = TestEnvironment.uniqueSharedKey(backend.type)  // nobody makes the key file
         let creator = try TestEnvironment.harnessAsNobody(["create", "--size", "64"] + Self.cli(key))
         #expect(creator.readLine(timeout: 20) == key.toString(), "\(creator.standardError())")
         let refused = SharedMemory(key: key)

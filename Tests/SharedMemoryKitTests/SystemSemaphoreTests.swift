@@ -131,9 +131,9 @@ import Glibc
     func basicProcesses(backend: Backend) throws {
         let key = Self.key(backend)
         let semaphore = try SystemSemaphore(key: key, initialValue: 0, mode: .create)
-        let acquirer = try TestEnvironment.harness(["debug", "semaphore", "acquire"] + Self.cli(key))
-        usleep(300_000)
-        #expect(acquirer.isRunning, "acquire on a zero semaphore must block")
+        let acquirer = try TestEnvironment.harness(["debug", "semaphore", "acquire", "--announce"] + Self.cli(key))
+        try #require(acquirer.readLine(timeout: 30) == "acquiring", "the helper reached acquire: \(acquirer.standardError())")
+        try acquirer.expectBlocked()  // acquire on a zero semaphore must block
         if backend == .posix {
             // POSIX releases survive the releaser's exit: a helper process can release.
             let releaser = try TestEnvironment.harness(["debug", "semaphore", "release"] + Self.cli(key))
@@ -175,9 +175,9 @@ import Glibc
         let key = Self.key(backend)
         let semaphore = try SystemSemaphore(key: key, initialValue: 1, mode: .create)
         #expect(try semaphore.tryAcquire())
-        let blocked = try TestEnvironment.harness(["debug", "semaphore", "acquire"] + Self.cli(key))
-        usleep(300_000)
-        #expect(blocked.isRunning)
+        let blocked = try TestEnvironment.harness(["debug", "semaphore", "acquire", "--announce"] + Self.cli(key))
+        try #require(blocked.readLine(timeout: 30) == "acquiring", "the helper reached acquire: \(blocked.standardError())")
+        try blocked.expectBlocked()
         try semaphore.release()
         #expect(try blocked.wait(timeout: 10).exitCode == 0)
     }

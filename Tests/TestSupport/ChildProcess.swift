@@ -89,6 +89,31 @@ public final class ChildProcess {
     /// Whether the child is still running.
     public var isRunning: Bool { process.poll() == nil }
 
+    /// The scheduler state of the child's main thread (`/proc/PID/stat` field 3: R, S, D, Z...), nil once reaped.
+    public var state: Character? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        return text[text.index(after: close)...].first { $0 != " " }
+    }
+
+    /// The handshake for "the child blocks": after the child said it is about to block (a line the caller read),
+    /// waits until its main thread sleeps in the kernel (state S or D), then checks it still sleeps after
+    /// `settle` seconds. Throws, saying what it saw, if the child ends, keeps running, or wakes up.
+    public func expectBlocked(timeout: Double = 30, settle: Double = 0.3) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            guard process.poll() == nil else { throw TestFailure("\(arguments.joined(separator: " ")) ended instead of blocking: \(standardError())") }
+            if let state, state == "S" || state == "D" { break }
+            if Date() > deadline { throw TestFailure("\(arguments.joined(separator: " ")) did not block within \(timeout)s (state \(state.map(String.init) ?? "gone"))") }
+            usleep(1000)
+        }
+        usleep(useconds_t(settle * 1_000_000))
+        guard process.poll() == nil, let state, state == "S" || state == "D" else {
+            throw TestFailure("\(arguments.joined(separator: " ")) did not stay blocked for \(settle)s (state \(state.map(String.init) ?? "gone"))")
+        }
+    }
+
     public struct Termination: Equatable, CustomStringConvertible {
         public let status: Int32
         public var exitCode: Int32? { SpawnedProcess.exitCode(status) }

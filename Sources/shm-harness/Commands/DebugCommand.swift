@@ -67,6 +67,7 @@ struct DebugCommand: ParsableCommand {
         @Option var initialValue: Int = 0
         @Flag(help: "Stay until a line on stdin before closing.") var hold = false
         @Flag(help: "Release after each acquire.") var releaseAfter = false
+        @Flag(help: "Print \"acquiring\" before each acquire (a handshake for tests).") var announce = false
 
         func run() throws {
             let semaphore = try SystemSemaphore(
@@ -74,6 +75,10 @@ struct DebugCommand: ParsableCommand {
             switch operation {
             case "acquire":
                 for _ in 0..<count {
+                    if announce {
+                        print("acquiring")
+                        fflush(nil)
+                    }
                     try semaphore.acquire(timeout: timeout.map { .seconds($0) })
                     if releaseAfter { try semaphore.release() }
                 }

@@ -28,7 +28,11 @@ struct RunCommand: ParsableCommand {
         discussion: """
             Loads every scenario first: a file that does not parse or breaks the contract stops the run with exit 2 \
             and FILE:LINE:COLUMN messages before anything runs. Exit 0 when every testcase passed or was skipped, \
-            1 when one failed or erred.
+            1 when one failed or erred, 2 when nothing is selected (no scenario under PATH, or --tag/--filter match \
+            none; an empty --shard is fine when the unsharded selection is not empty).
+            Strict mode (--strict; the default when the environment has CI=true): a testcase this build cannot run \
+            (impl: c without the C worker) is an <error>, not a <skipped>. What the machine lacks (root, a second \
+            user, memfd...) is skipped with its reason in either mode.
             """
     )
 
@@ -56,6 +60,12 @@ struct RunCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Run each testcase in private IPC and mount namespaces (default: on when root).")
     var isolate: Bool?
 
+    @Flag(inversion: .prefixedNo, help: "A testcase this build cannot run (a missing worker) is an error, not a skip (default: on when CI=true).")
+    var strict: Bool?
+
+    /// Strict unless told otherwise, when the environment says CI (`CI=true`, as GitLab, GitHub and most CI set).
+    static var strictByDefault: Bool { ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true" }
+
     enum LeakScope: String, ExpressibleByArgument, CaseIterable { case machine, own }
 
     func validate() throws {
@@ -71,11 +81,21 @@ struct RunCommand: ParsableCommand {
             throw CommandFailure(message: "unusable scenarios, nothing was run:\n\(error)", exitCode: 2)
         }
         let selected = Runner.select(scenarios, tags: tag, filters: filter, shard: shard.map { ($0.index, $0.count) })
+        if selected.isEmpty {
+            let unsharded = Runner.select(scenarios, tags: tag, filters: filter, shard: nil)
+            if let shard, !unsharded.isEmpty {
+                // Small catalogues over many shards: an empty slice is normal, and says so.
+                writeStandardError("shm-harness: shard \(shard.index)/\(shard.count) is empty: none of the \(unsharded.count) selected testcases falls in it\n")
+            } else {
+                throw CommandFailure(message: Self.nothingSelected(roots: roots, scenarios: scenarios, tags: tag, filters: filter), exitCode: 2)
+            }
+        }
         let progress = ProgressReporter()
         let options = Runner.Options(
             paths: roots, junitPath: junit, tags: tag, filters: filter, jobs: jobs,
             shard: shard.map { ($0.index, $0.count) }, harnessVersion: ShmHarness.version,
-            machineLeakCheck: leakCheck == .machine, isolate: isolate ?? (geteuid() == 0))
+            machineLeakCheck: leakCheck == .machine, isolate: isolate ?? (geteuid() == 0),
+            strict: strict ?? Self.strictByDefault)
         let (results, notes) = try Runner.run(selected, options: options, progress: progress)
         let scope = leakCheck == .machine && jobs == 1 ? "machine" : "own"
         try Runner.writeReport(results, to: junit, version: ShmHarness.version, notes: notes + [("harness.leak_check", scope)])
@@ -87,6 +107,17 @@ struct RunCommand: ParsableCommand {
             }
         }
         if bad { throw ExitCode(1) }
+    }
+
+    /// Why a run selected nothing, for its exit-2 message.
+    static func nothingSelected(roots: [String], scenarios: [Scenario], tags: [String], filters: [String]) -> String {
+        if scenarios.isEmpty {
+            return "no testcase selected: no scenario file (*.yaml, *.yml) under \(roots.joined(separator: ", ")); nothing was run"
+        }
+        var why: [String] = []
+        if !tags.isEmpty { why.append("--tag " + tags.joined(separator: ", --tag ")) }
+        if !filters.isEmpty { why.append("--filter " + filters.map { "'\($0)'" }.joined(separator: ", --filter ")) }
+        return "no testcase selected: \(why.joined(separator: " and ")) matched none of the \(scenarios.count) testcases under \(roots.joined(separator: ", ")) (see `shm-harness list`); nothing was run"
     }
 }
 
@@ -185,6 +216,7 @@ struct RunOneCommand: ParsableCommand {
     @Option var testcase: String?
     @Option var token: String?
     @Option var leakCheck: RunCommand.LeakScope = .own
+    @Flag(inversion: .prefixedNo) var strict = false
     @Flag(help: "Only report whether isolation works here.") var probe = false
 
     func run() throws {
@@ -205,7 +237,7 @@ struct RunOneCommand: ParsableCommand {
             throw CommandFailure(message: "\(file) has no testcase \(testcase)", exitCode: 2)
         }
         scenario.classname = classname
-        let result = try Runner.runHere(scenario, token: token, machineLeakCheck: leakCheck == .machine)
+        let result = try Runner.runHere(scenario, token: token, machineLeakCheck: leakCheck == .machine, strict: strict)
         let data = try JSONEncoder().encode(result)
         print("result " + String(decoding: data, as: UTF8.self))
     }

@@ -1,5 +1,5 @@
 import Foundation
-import SharedMemoryKit
+@testable import SharedMemoryKit
 import TestSupport
 import Testing
 
@@ -37,9 +37,39 @@ enum TestEnvironment {
 
     static let isRoot = geteuid() == 0
 
-    /// Runs the harness as `nobody` (setpriv drops uid, gid and supplementary groups).
+    /// Runs the harness as `nobody` (setpriv drops uid, gid and supplementary groups), with TMPDIR set to
+    /// `sharedTempDirectory`, where nobody can make Qt's key files.
     static func harnessAsNobody(_ arguments: [String]) throws -> ChildProcess {
-        try ChildProcess(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", harness] + arguments)
+        try ChildProcess(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", harness] + arguments,
+                         environment: ["TMPDIR": sharedTempDirectory])
+    }
+
+    /// A temp folder that another user can make key files in (mode 1777, as /tmp), for the tests that drop to
+    /// nobody: TMPDIR itself may be 0755 or private. It is made under the first of TMPDIR, /tmp, /var/tmp that
+    /// others can reach, and removed (if empty: a key file left there is a leak to see) when the tests end.
+    static let sharedTempDirectory: String = {
+        let candidates = [TempDirectory.qtTempPath(), "/tmp", "/var/tmp"]
+        let base = candidates.first(where: reachableByOthers) ?? "/tmp"
+        let path = "\(base)/shm-harness-tests-\(getpid())-shared"
+        if mkdir(path, 0o700) == 0 || errno == EEXIST { chmod(path, 0o1777) }
+        atexit { rmdir(TestEnvironment.sharedTempDirectory) }
+        return path
+    }()
+
+    /// Every folder from / down to `path` is searchable by others.
+    static func reachableByOthers(_ path: String) -> Bool {
+        var prefix = ""
+        for part in ("/" + path).split(separator: "/") {
+            prefix += "/" + part
+            var info = stat()
+            guard stat(prefix, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, info.st_mode & 0o001 != 0 else { return false }
+        }
+        return true
+    }
+
+    /// A fresh key of `type` whose System V key file lives in `sharedTempDirectory` (for keys nobody makes).
+    static func uniqueSharedKey(_ type: NativeIPCKey.KeyType, _ label: String = #function) -> NativeIPCKey {
+        .legacy(uniqueName(label), type: type, tempDirectory: sharedTempDirectory)
     }
 
     /// Why tests that drop to another user cannot run here, or nil when they can.
