@@ -28,6 +28,7 @@ if [ -z "${SHM_HARNESS_TEST_INSIDE:-}" ]; then
   command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
   command -v unshare >/dev/null 2>&1 || need+=(util-linux)
   command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+  command -v cmark-gfm >/dev/null 2>&1 || need+=(cmark-gfm)   # renders `report summary --markdown` in its test
   [ -f /usr/include/cmocka.h ] || need+=(libcmocka-dev)
   command -v make >/dev/null 2>&1 || need+=(make)
   command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)

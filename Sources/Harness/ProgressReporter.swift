@@ -5,7 +5,12 @@ import JUnit
 import Glibc
 #endif
 
-/// Progress on standard error: one live line on a terminal, plain lines otherwise; a summary at the end.
+/// Progress on standard error. On a terminal: one live line (the running testcase), rewritten in place. Otherwise
+/// (a CI log, a file): plain lines only, never a control character: one line per finished testcase (and its
+/// message, indented), and every `SHM_HARNESS_PROGRESS_INTERVAL` seconds (default 10, 0 for never) while
+/// testcases run, a line `progress: N/M done, K running (NAMES), F failed, E errored, Ts elapsed`.
+/// A summary at the end. Writes go straight to descriptor 2 and a failed write (EPIPE, a closed descriptor) is
+/// dropped: progress never stops the run.
 public final class ProgressReporter: @unchecked Sendable {
     private let lock = NSLock()
     private let live: Bool
@@ -14,22 +19,85 @@ public final class ProgressReporter: @unchecked Sendable {
     private var counts: [String: Int] = [:]
     private var running: [String] = []
     private var finished: [TestCaseResult] = []
+    private let interval: Double
+    private var started = Date()
+    private var timer: (any DispatchSourceTimer)?
 
-    public init() { live = isatty(2) == 1 }
+    /// The default period of the `progress:` line on a non-terminal, in seconds.
+    public static let defaultInterval = 10.0
+
+    public init() {
+        live = isatty(2) == 1
+        let text = ProcessInfo.processInfo.environment["SHM_HARNESS_PROGRESS_INTERVAL"] ?? ""
+        // 0 turns the line off; anything else is at least 0.1 s (a log is not a terminal).
+        interval = Double(text).flatMap { $0.isFinite && $0 >= 0 ? ($0 == 0 ? 0 : max($0, 0.1)) : nil } ?? Self.defaultInterval
+    }
+
+    deinit { timer?.cancel() }
 
     public func say(_ text: String) {
-        Foundation.FileHandle.standardError.write(Data(text.utf8))
+        var text = text
+        text.withUTF8 { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = write(2, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }  // EPIPE, EBADF, a full disk: progress is not worth failing the run for
+                offset += n
+            }
+        }
+    }
+
+    /// A testcase name or message for a log: control characters (ESC, CR, ...) become visible `\u{..}`.
+    static func printable(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar == "\n" || scalar == "\t" || !(scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)) {
+                out.unicodeScalars.append(scalar)
+            } else {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            }
+        }
+        return out
     }
 
     func start(total: Int) {
-        lock.withLock { self.total = total }
+        lock.withLock {
+            self.total = total
+            started = Date()
+        }
         say("shm-harness: running \(total) testcase(s)\n")
+        guard !live, interval > 0, total > 0 else { return }
+        let source = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
+        source.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(100))
+        source.setEventHandler { [weak self] in self?.heartbeat() }
+        lock.withLock { timer = source }
+        source.resume()
+    }
+
+    /// `progress: 3/10 done, 2 running (lock.a, lock.b), 1 failed, 0 errored, 42s elapsed`.
+    func heartbeat() {
+        lock.withLock {
+            guard timer != nil, done < total else { return }
+            var names = running.prefix(3).map(Self.printable).joined(separator: ", ")
+            if running.count > 3 { names += ", +\(running.count - 3) more" }
+            let elapsed = Int(Date().timeIntervalSince(started).rounded())
+            var line = "progress: \(done)/\(total) done, \(running.count) running"
+            if !running.isEmpty { line += " (\(names))" }
+            line += ", \(counts["failed", default: 0]) failed, \(counts["errored", default: 0]) errored, \(elapsed)s elapsed\n"
+            say(line)
+        }
+    }
+
+    private func stopTimer() {
+        timer?.cancel()
+        timer = nil
     }
 
     func began(_ id: String) {
         lock.withLock {
             running.append(id)
-            if live { say("\r\u{1B}[K[\(done)/\(total)] \(id)") }
+            if live { say("\r\u{1B}[K[\(done)/\(total)] \(Self.printable(id))") }
         }
     }
 
@@ -52,15 +120,21 @@ public final class ProgressReporter: @unchecked Sendable {
             case .skipped(let message): line += ": " + message
             case .passed: break
             }
+            // Continuation lines stay indented; no control character reaches the log.
+            line = Self.printable(line).split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+                .map { $0.offset == 0 || $0.element.hasPrefix("        ") ? String($0.element) : "        " + $0.element }
+                .joined(separator: "\n")
+            if done == total { stopTimer() }
             if live { say("\r\u{1B}[K") }
             say(line + "\n")
-            if live, let current = running.first { say("[\(done)/\(total)] \(current)") }
+            if live, let current = running.first { say("[\(done)/\(total)] \(Self.printable(current))") }
         }
     }
 
     /// passed/failed/errored/skipped and the slowest testcases.
     public func summary(reportPath: String) {
         lock.withLock {
+            stopTimer()
             if live { say("\r\u{1B}[K") }
             let parts = ["passed", "failed", "errored", "skipped"].map { "\(counts[$0, default: 0]) \($0)" }
             say("\n" + parts.joined(separator: ", ") + "\n")

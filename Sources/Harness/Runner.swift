@@ -144,7 +144,9 @@ public struct Runner {
                 progress.finished(result)
             }
         }
-        return (results.all(), [("harness.isolation", isolation)])
+        var notes = [("harness.isolation", isolation)]
+        if let shard = options.shard { notes.append(("harness.shard", "\(shard.index)/\(shard.count)")) }
+        return (results.all(), notes)
     }
 
     /// One testcase in this very process (the isolated child's side of `run --isolate`).

@@ -7,15 +7,24 @@
 /// before the workers' output.
 public enum JUnitWriter {
     public static func render(_ results: [TestCaseResult], context: ReportContext) -> String {
-        var suites: [(name: String, cases: [TestCaseResult])] = []
+        var suites: [JUnitSuite] = []
         for result in results {
             if let index = suites.firstIndex(where: { $0.name == result.classname }) {
                 suites[index].cases.append(result)
             } else {
-                suites.append((result.classname, [result]))
+                suites.append(JUnitSuite(
+                    name: result.classname, hostname: context.hostname, timestamp: context.timestamp,
+                    properties: context.properties.sorted(by: { $0.name < $1.name }), cases: [result]))
             }
         }
+        return render(suites: suites)
+    }
+
+    /// Renders suites as given (each with its own host, time stamp and properties, in their order); every
+    /// count and time is computed from the testcases.
+    public static func render(suites: [JUnitSuite]) -> String {
         func count(_ cases: [TestCaseResult], _ word: String) -> Int { cases.filter { $0.status.word == word }.count }
+        let results = suites.flatMap(\.cases)
         let total = results.reduce(0.0) { $0 + $1.time }
         var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         xml += "<testsuites name=\"shm-harness\" tests=\"\(results.count)\" failures=\"\(count(results, "failed"))\""
@@ -25,9 +34,11 @@ public enum JUnitWriter {
             xml += "  <testsuite name=\"\(attribute(suite.name))\" tests=\"\(suite.cases.count)\""
             xml += " failures=\"\(count(suite.cases, "failed"))\" errors=\"\(count(suite.cases, "errored"))\""
             xml += " skipped=\"\(count(suite.cases, "skipped"))\" time=\"\(seconds(time))\""
-            xml += " timestamp=\"\(attribute(context.timestamp))\" hostname=\"\(attribute(context.hostname))\">\n"
+            if let timestamp = suite.timestamp { xml += " timestamp=\"\(attribute(timestamp))\"" }
+            if let hostname = suite.hostname { xml += " hostname=\"\(attribute(hostname))\"" }
+            xml += ">\n"
             xml += "    <properties>\n"
-            for property in context.properties.sorted(by: { $0.name < $1.name }) {
+            for property in suite.properties {
                 xml += "      <property name=\"\(attribute(property.name))\" value=\"\(attribute(property.value))\"/>\n"
             }
             xml += "    </properties>\n"
