@@ -361,7 +361,9 @@ public struct Plan: Sendable {
                 action = .crash(signal: Int32(try int("signal", 0, 1...64)))
             case .load: action = .load(resource: try res(), offset: try int("offset"))
             case .storeLoaded: action = .storeLoaded(resource: try res(), offset: try int("offset"), plus: try int64("plus", 0))
-            case .compare: action = .compare(resource: try res(), offset: try int("offset"), with: try int("with", Int(try required("with")) ?? 0))
+            case .compare:
+                _ = try required("with")
+                action = .compare(resource: try res(), offset: try int("offset"), with: try int("with"))
             case .repeat: throw ParseError(line: number, message: "repeat is its own line kind")
             }
             result.append(Step(action: action, expectError: f["expect-error"], location: location))
