@@ -123,7 +123,10 @@ import Glibc
         let helpers = try (0..<2).map { _ in
             try FileSharingHelpers.helper(["add", "--no-lock", "--handshake", "--iterations", "1"] + board.arguments)
         }
-        for helper in helpers { #expect(helper.readLine(timeout: 30) == "read 0", "\(helper.standardError())") }
+        for helper in helpers {
+            #expect(helper.readLine(timeout: 30) == "locking")
+            #expect(helper.readLine(timeout: 30) == "read 0", "\(helper.standardError())")
+        }
         for helper in helpers { helper.send("write") }
         for helper in helpers { #expect(try helper.wait(timeout: 60).exitCode == 0, "\(helper.standardError())") }
         #expect(board.counter == 1, "both wrote 0 + 1: one update is lost")
@@ -136,8 +139,10 @@ import Glibc
         let board = try Board(kind)
         let arguments = ["add", "--handshake", "--iterations", "1"] + board.arguments
         let first = try FileSharingHelpers.helper(arguments)
+        #expect(first.readLine(timeout: 30) == "locking")
         #expect(first.readLine(timeout: 30) == "read 0", "\(first.standardError())")
         let second = try FileSharingHelpers.helper(arguments)
+        #expect(second.readLine(timeout: 30) == "locking", "\(second.standardError())")
         #expect(second.readLine(timeout: 1) == nil, "the second read while the first held the lock")
         first.send("write")
         #expect(try first.wait(timeout: 60).exitCode == 0, "\(first.standardError())")

@@ -79,7 +79,11 @@ import Glibc
         let helpers = try (0..<2).map { _ in
             try TestEnvironment.harness(["debug", "add", "--no-lock", "--handshake", "--iterations", "1"] + Self.cli(key))
         }
-        for helper in helpers { #expect(helper.readLine(timeout: 30) == "read 0", "\(helper.standardError())") }
+        for helper in helpers {
+            #expect(helper.readLine(timeout: 30) == "attaching")
+            #expect(helper.readLine(timeout: 30) == "locking")
+            #expect(helper.readLine(timeout: 30) == "read 0", "\(helper.standardError())")
+        }
         for helper in helpers { helper.send("write") }
         for helper in helpers { #expect(try helper.wait(timeout: 60).exitCode == 0, "\(helper.standardError())") }
         #expect(try Self.counter(owner) == 1, "both wrote 0 + 1: one update is lost")
@@ -88,7 +92,8 @@ import Glibc
     }
 
     /// The same interleaving under the segment's lock: while the first holds it between its read and its write,
-    /// the second cannot read (it says nothing); once the first has written, the second reads 1, and nothing is lost.
+    /// the second cannot even attach (Qt's attach takes the lock); once the first has written, the second reads 1,
+    /// and nothing is lost.
     @Test(arguments: Backend.allCases)
     func theLockKeepsTheSecondReaderOut(backend: Backend) throws {
         let key = TestEnvironment.uniqueKey(backend.type)
@@ -98,11 +103,16 @@ import Glibc
         leaks.remember()
         let arguments = ["debug", "add", "--handshake", "--iterations", "1"] + Self.cli(key)
         let first = try TestEnvironment.harness(arguments)
+        #expect(first.readLine(timeout: 30) == "attaching")
+        #expect(first.readLine(timeout: 30) == "locking")
         #expect(first.readLine(timeout: 30) == "read 0", "\(first.standardError())")
         let second = try TestEnvironment.harness(arguments)
-        #expect(second.readLine(timeout: 1) == nil, "the second read while the first held the lock")
+        #expect(second.readLine(timeout: 30) == "attaching", "\(second.standardError())")
+        // attach takes the lock too (Qt's call order): the second waits there, saying nothing more
+        #expect(second.readLine(timeout: 1) == nil, "the second got past the lock while the first held it")
         first.send("write")
         #expect(try first.wait(timeout: 60).exitCode == 0, "\(first.standardError())")
+        #expect(second.readLine(timeout: 30) == "locking")
         #expect(second.readLine(timeout: 30) == "read 1", "the second reads what the first wrote: \(second.standardError())")
         second.send("write")
         #expect(try second.wait(timeout: 60).exitCode == 0, "\(second.standardError())")

@@ -85,7 +85,8 @@ struct FileDebugCommand: ParsableCommand {
     }
 
     /// N times: lock, counter += 1, check = counter, unlock. With --handshake, after each read of the counter:
-    /// say "read VALUE" and wait for a line on stdin before writing (a test forces an interleaving).
+    /// say "read VALUE" and wait for a line on stdin before writing (a test forces an interleaving); "locking"
+    /// comes before each lock.
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add")
         @OptionGroup var target: Target
@@ -96,6 +97,7 @@ struct FileDebugCommand: ParsableCommand {
         func run() throws {
             let shared = try Counter(target)
             for _ in 0..<iterations {
+                if handshake { say("locking") }
                 if !noLock { try shared.lock(timeout: .seconds(60)) }
                 let read = shared.counter
                 if handshake {
