@@ -107,6 +107,18 @@ import Glibc
         }
     }
 
+    /// A hand-made plan whose store-loaded comes before any load: the step fails with unsupported (exit 1), as
+    /// in the C worker (test_plan.c); the loader never writes such a plan.
+    @Test func storeLoadedBeforeALoadIsUnsupported() throws {
+        let path = temporaryPath("plan")
+        defer { unlink(path) }
+        try "shm-harness-plan 1\nresource r kind=file lock=futex path=%2Fnonexistent\nstep 9 store-loaded res=r offset=0\nend\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let run = try Run.harness(["worker", path])
+        #expect(run.exitCode == 1, "\(run.stderr)")
+        #expect(run.stdout.contains("\"error\":\"unsupported\",\"line\":9,"), "\(run.stdout)")
+    }
+
     /// The Swift worker refuses a broken plan with exit 2, naming the plan line (the C worker: test_plan.c).
     @Test func swiftWorkerExits2OnABrokenPlan() throws {
         let path = temporaryPath("plan")
