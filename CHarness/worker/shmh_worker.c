@@ -35,7 +35,7 @@
 /* --- state --------------------------------------------------------------------------------------------- */
 
 /* How a step ended, before its expectation is applied. */
-enum outcome_kind { OUT_OK, OUT_LIBRARY, OUT_MISMATCH, OUT_ABORTED };
+enum outcome_kind { OUT_OK, OUT_LIBRARY, OUT_MISMATCH, OUT_ABORTED, OUT_UNSUPPORTED };
 struct outcome {
     enum outcome_kind kind;
     enum shmh_error code; /* OUT_LIBRARY */
@@ -557,6 +557,29 @@ static size_t data_ranges(const struct resource_state *st, size_t size, size_t s
     return n;
 }
 
+/* Deliberately plain 64-bit access (add, load, store-loaded): volatile, so the compiler may neither drop nor
+ * merge it, and not atomic (as the Swift worker's shm_shim_plain_load_u64 / _store_u64). */
+static uint64_t plain_load_u64(const unsigned char *p) {
+    if (((uintptr_t)p & 7) == 0) return *(const volatile uint64_t *)(const void *)p;
+    const volatile unsigned char *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+static void plain_store_u64(unsigned char *p, uint64_t v) {
+    if (((uintptr_t)p & 7) == 0) {
+        *(volatile uint64_t *)(void *)p = v;
+        return;
+    }
+    volatile unsigned char *b = p;
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The worker's register: what the last `load` read, for `store-loaded`. */
+static uint64_t loaded_value;
+static int has_loaded;
+
 static int act(const struct plan_step *step, struct outcome *o) {
     struct resource_state *st = NULL;
     if (step->res.s && !(st = find_state(&step->res)))
@@ -576,10 +599,32 @@ static int act(const struct plan_step *step, struct outcome *o) {
     case PLAN_STEP_ADD: {
         unsigned char *p = pointer(st, step->offset, 8, o);
         if (!p) return -1;
-        uint64_t old; /* a plain little-endian read-modify-write, on purpose not atomic */
-        memcpy(&old, p, 8);
-        old += (uint64_t)step->value;
-        memcpy(p, &old, 8);
+        plain_store_u64(p, plain_load_u64(p) + (uint64_t)step->value); /* on purpose not atomic */
+        return 0;
+    }
+    case PLAN_STEP_LOAD: {
+        unsigned char *p = pointer(st, step->offset, 8, o);
+        if (!p) return -1;
+        loaded_value = plain_load_u64(p);
+        has_loaded = 1;
+        return 0;
+    }
+    case PLAN_STEP_STORE_LOADED: {
+        if (!has_loaded) return other(o, OUT_UNSUPPORTED, "store-loaded before any load: nothing was loaded");
+        unsigned char *p = pointer(st, step->offset, 8, o);
+        if (!p) return -1;
+        plain_store_u64(p, loaded_value + (uint64_t)step->value);
+        return 0;
+    }
+    case PLAN_STEP_COMPARE: {
+        uint8_t a[8], b[8];
+        if (checked_access(st, 0, step->offset, a, 8, o) == -1 || checked_access(st, 0, step->with, b, 8, o) == -1) return -1;
+        if (memcmp(a, b, 8) != 0) {
+            uint64_t x = 0, y = 0;
+            for (int i = 0; i < 8; i++) x |= (uint64_t)a[i] << (8 * i), y |= (uint64_t)b[i] << (8 * i);
+            return other(o, OUT_MISMATCH, "at offset %lld of %s: u64 %llu, but at offset %lld: u64 %llu", (long long)step->offset,
+                         step->res.s, (unsigned long long)x, (long long)step->with, (unsigned long long)y);
+        }
         return 0;
     }
     case PLAN_STEP_ATOMIC_ADD: {
@@ -631,7 +676,8 @@ static int act(const struct plan_step *step, struct outcome *o) {
         return rc;
     }
     case PLAN_STEP_TOUCH_ALL: {
-        /* Plain loads, unguarded: after a shrink the worker dies of SIGBUS, as a scenario may expect. */
+        /* Plain loads, unguarded: after a shrink the worker dies of SIGBUS, as a scenario may expect. Volatile, so
+         * that no optimizer drops them. */
         size_t size;
         unsigned char *data = bytes_of(st, &size);
         if (!data) return refuse(o, SHMH_NOT_FOUND, "touch-all", NULL, "not attached");
@@ -725,6 +771,7 @@ static int perform(const struct plan_step *step) {
     }
     case OUT_MISMATCH: fail_worker(step, "check-mismatch", 0, "%s", o.message); return -1;
     case OUT_ABORTED: fail_worker(step, "barrier-aborted", 0, "%s", o.message); return -1;
+    case OUT_UNSUPPORTED: fail_worker(step, "unsupported", 0, "%s", o.message); return -1;
     case OUT_OK: break;
     }
     return 0;

@@ -495,9 +495,29 @@ int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length)
     return received;
 }
 
-uint8_t shm_shim_touch_pages(const void *data, size_t size, size_t step) {
+/* --- deliberately plain memory access ------------------------------------------------------------------- */
+
+uint64_t shm_shim_plain_load_u64(const void *p) {
+    if (((uintptr_t)p & 7) == 0) return *(const volatile uint64_t *)p;
+    const volatile uint8_t *b = (const volatile uint8_t *)p;
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++) value |= (uint64_t)b[i] << (8 * i);
+    return value;
+}
+
+void shm_shim_plain_store_u64(void *p, uint64_t value) {
+    if (((uintptr_t)p & 7) == 0) {
+        *(volatile uint64_t *)p = value;
+        return;
+    }
+    volatile uint8_t *b = (volatile uint8_t *)p;
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(value >> (8 * i));
+}
+
+uint8_t shm_shim_touch_every(const void *base, size_t length, size_t stride) {
+    const volatile uint8_t *bytes = (const volatile uint8_t *)base;
     uint8_t sum = 0;
-    if (!data || step == 0) return 0;
-    for (size_t offset = 0; offset < size; offset += step) sum += *(const volatile uint8_t *)((const char *)data + offset);
+    if (stride == 0) stride = 1;
+    for (size_t offset = 0; offset < length; offset += stride) sum = (uint8_t)(sum + bytes[offset]);
     return sum;
 }

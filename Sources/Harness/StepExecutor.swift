@@ -40,6 +40,8 @@ public final class StepExecutor {
     private var handles: [String: ResourceHandle] = [:]
     private let barrier: (String) throws(StepFailure) -> Void
     public private(set) var stats = WorkerStats()
+    /// What the last `load` read, for `store-loaded`; nil before any load.
+    private var loaded: UInt64?
     static let maxLatencySamples = 200_000
 
     /// What a step can end in besides success.
@@ -47,6 +49,7 @@ public final class StepExecutor {
         case library(SharedMemoryError)
         case mismatch(String)
         case aborted(String)
+        case unsupported(String)
     }
 
     /// - Parameter barrier: waits at a named barrier (the worker's stdin/stdout protocol with the runner).
@@ -116,6 +119,7 @@ public final class StepExecutor {
                 return
             case .mismatch(let message): throw fail("check-mismatch", message)
             case .aborted(let message): throw fail("barrier-aborted", message)
+            case .unsupported(let message): throw fail("unsupported", message)
             }
         }
         if let expected = step.expectError {
@@ -161,7 +165,24 @@ public final class StepExecutor {
         case .add(let id, let offset, let value):
             let r = try resource(id)
             let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
-            p.storeBytes(of: p.loadUnaligned(as: UInt64.self) &+ UInt64(bitPattern: value), as: UInt64.self)
+            // Volatile load and store (the shim): plain, not atomic, and never optimized away.
+            shm_shim_plain_store_u64(p, shm_shim_plain_load_u64(p) &+ UInt64(bitPattern: value))
+        case .load(let id, let offset):
+            let r = try resource(id)
+            let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
+            loaded = shm_shim_plain_load_u64(p)
+        case .storeLoaded(let id, let offset, let plus):
+            let r = try resource(id)
+            guard let value = loaded else { throw .unsupported("store-loaded before any load: nothing was loaded") }
+            let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
+            shm_shim_plain_store_u64(p, value &+ UInt64(bitPattern: plus))
+        case .compare(let id, let offset, let other):
+            let r = try resource(id)
+            let a = try library { () throws(SharedMemoryError) in try r.read(at: offset, count: 8) }
+            let b = try library { () throws(SharedMemoryError) in try r.read(at: other, count: 8) }
+            if a != b {
+                throw .mismatch("at offset \(offset) of \(id): u64 \(Self.littleEndian(a)), but at offset \(other): u64 \(Self.littleEndian(b))")
+            }
         case .atomicAdd(let id, let offset, let value):
             let r = try resource(id)
             let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
@@ -199,8 +220,8 @@ public final class StepExecutor {
             // Plain loads, unguarded: after a shrink the worker dies of SIGBUS, as a scenario may expect.
             let r = try resource(id)
             guard let data = r.bytes else { throw .library(SharedMemoryError(.notFound, operation: "touch-all", detail: "not attached")) }
-            // volatile loads (in C): a release build dropped the Swift loads, whose sum nobody used
-            _ = shm_shim_touch_pages(data.baseAddress, data.count, 4096)
+            // Volatile loads in the shim: the optimizer cannot drop them (it did drop plain Swift loads in -c release).
+            _ = shm_shim_touch_every(data.baseAddress, data.count, 4096)
         case .truncate(let id, let size):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.truncate(to: size) }

@@ -97,6 +97,25 @@ extension Interpreter {
             let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
             guard let stored = storedValue(args, value) else { return nil }
             action = kind == .store ? .store(resource: res, offset: offset, value: stored) : .check(resource: res, offset: offset, value: stored)
+        case .load, .storeLoaded, .compare:
+            let extra = kind == .load ? [] : kind == .storeLoaded ? ["plus"] : ["with"]
+            guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "offset"] + extra) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
+            switch kind {
+            case .load: action = .load(resource: res, offset: offset)
+            case .storeLoaded:
+                let plus = args["plus"].flatMap { reader.int($0, "plus") } ?? 0
+                action = .storeLoaded(resource: res, offset: offset, plus: Int64(plus))
+            default:
+                guard let withNode = args["with"] else {
+                    reader.fail(value, "compare needs with: (the offset of the other u64)")
+                    return nil
+                }
+                guard let other = reader.int(withNode, "with", range: 0...Int.max) else { return nil }
+                action = .compare(resource: res, offset: offset, with: other)
+            }
         case .fill, .checkFill:
             guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "byte"]) else { return nil }
             let args = Arguments(fields)

@@ -130,6 +130,17 @@ int shm_shim_guarded_copy(void *dst, const void *src, size_t n);
 /// How many SIGBUS signals the guard has turned into errors in this process.
 uint64_t shm_shim_guarded_faults(void);
 
+// --- deliberately plain memory access (the harness's add, load, store-loaded and touch-all steps) ---
+// Volatile accesses: the optimizer may not drop, merge or move them, in debug and release builds alike.
+// They are not atomic: a lost update between two of them is what the steps exist to show.
+/// One 64-bit load at `p` (any alignment; an aligned one is a single load).
+uint64_t shm_shim_plain_load_u64(const void *p);
+/// One 64-bit store at `p` (any alignment; an aligned one is a single store).
+void shm_shim_plain_store_u64(void *p, uint64_t value);
+/// Loads one byte of every `stride` bytes of [base, base + length), unguarded: a page whose file was shrunk
+/// away raises SIGBUS here. Returns the bytes' sum (so that a caller may look at it).
+uint8_t shm_shim_touch_every(const void *base, size_t length, size_t stride);
+
 // --- descriptor passing over Unix sockets (sockaddr_un and CMSG_* are macros and unions) ---
 /// socket + bind + listen on a path (the socket file is made 0600 before bind). Close-on-exec.
 int shm_shim_unix_listen(const char *path);
@@ -144,11 +155,6 @@ int shm_shim_send_fd(int socket, int fd, const void *payload, size_t length);
 /// recvmsg of one SCM_RIGHTS descriptor (MSG_CMSG_CLOEXEC) and up to `capacity` payload bytes (*length).
 /// -1 with EBADMSG when the message carried no descriptor; ECONNRESET at end of stream.
 int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length);
-
-// --- plain loads the optimiser must keep ---
-/// Reads one byte every `step` bytes of [data, data + size) with volatile loads (a release build must touch
-/// every page as a debug build does: a page a shrink took away raises SIGBUS). Returns their sum.
-uint8_t shm_shim_touch_pages(const void *data, size_t size, size_t step);
 
 #ifdef __cplusplus
 }
