@@ -376,6 +376,32 @@ int shm_shim_guarded_copy(void *dst, const void *src, size_t n) {
     return 0;
 }
 
+int shm_shim_guarded_add_u64(void *p, uint64_t value, int atomic) {
+    pthread_once(&shm_shim_bus_once, shm_shim_bus_install);
+    if (shm_shim_bus_install_error != 0) return shm_shim_fail(shm_shim_bus_install_error);
+    if (sigsetjmp(shm_shim_bus_jump, 0) != 0) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGBUS);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        atomic_fetch_add(&shm_shim_bus_faults, 1);
+        return shm_shim_fail(EFAULT);
+    }
+    shm_shim_bus_armed = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (atomic) {
+        __atomic_fetch_add((uint64_t *)p, value, __ATOMIC_RELAXED);
+    } else {
+        uint64_t old; /* a plain little-endian read-modify-write, on purpose not atomic */
+        memcpy(&old, p, 8);
+        old += value;
+        memcpy(p, &old, 8);
+    }
+    atomic_signal_fence(memory_order_seq_cst);
+    shm_shim_bus_armed = 0;
+    return 0;
+}
+
 uint64_t shm_shim_guarded_faults(void) { return atomic_load(&shm_shim_bus_faults); }
 
 // --- Unix sockets and SCM_RIGHTS ---

@@ -127,6 +127,9 @@ int shm_shim_robust_mutex_consistent(void *mutex);
 /// The handler is installed once (sigaction); a SIGBUS outside a guard goes to the previous handler
 /// (the default action: the process dies with SIGBUS).
 int shm_shim_guarded_copy(void *dst, const void *src, size_t n);
+/// Adds `value` to the 8 bytes at p (a plain little-endian read-modify-write, or with `atomic` a relaxed
+/// atomic add) under the same guard: -1 with errno EFAULT if the access faulted with SIGBUS.
+int shm_shim_guarded_add_u64(void *p, uint64_t value, int atomic);
 /// How many SIGBUS signals the guard has turned into errors in this process.
 uint64_t shm_shim_guarded_faults(void);
 

@@ -28,6 +28,12 @@ final class POSIXSegment: SegmentBackend {
 
     var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
 
+    /// The file's size now (`fstat`): another process may have shrunk it under the mapping.
+    func backedSize() -> Int? {
+        guard let file, let status = try? file.fd.stat() else { return nil }
+        return Int(status.size)
+    }
+
     private var name: String { key.nativeKey }
     /// glibc's path of the object: /dev/shm + the name without its leading slashes.
     private var path: String { "/dev/shm/" + name.drop(while: { $0 == "/" }) }
