@@ -341,6 +341,12 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
         return 0;
     }
     case PLAN_STEP_SLEEP: return int_field(p, number, f, "ns", &s->ns, NULL);
+    case PLAN_STEP_LOCK: {
+        int present = 0;
+        if (int_field(p, number, f, "timeout-ns", &s->ns, &present) == -1) return -1;
+        if (present && s->ns <= 0) return broken(p, number, "timeout-ns=%lld is not a positive number", (long long)s->ns);
+        return 0;
+    }
     case PLAN_STEP_CRASH: {
         int64_t sig = 9;
         if (int_field(p, number, f, "signal", &sig, NULL) == -1) return -1;

@@ -404,6 +404,38 @@ int shm_shim_guarded_add_u64(void *p, uint64_t value, int atomic) {
 
 uint64_t shm_shim_guarded_faults(void) { return atomic_load(&shm_shim_bus_faults); }
 
+// --- where a worker is ---
+
+volatile int shm_shim_current_step_line;
+
+static void shm_shim_report_step(int sig) {
+    (void)sig;
+    int saved = errno;
+    char text[32] = "at ";
+    char digits[16];
+    int n = 0;
+    unsigned line = shm_shim_current_step_line > 0 ? (unsigned)shm_shim_current_step_line : 0;
+    do {
+        digits[n++] = (char)('0' + line % 10);
+        line /= 10;
+    } while (line && n < (int)sizeof digits);
+    size_t used = 3;
+    while (n) text[used++] = digits[--n];
+    text[used++] = '\n';
+    ssize_t ignored = write(1, text, used); // async-signal-safe
+    (void)ignored;
+    errno = saved;
+}
+
+int shm_shim_install_step_reporter(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = shm_shim_report_step;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGUSR1, &action, NULL);
+}
+
 // --- Unix sockets and SCM_RIGHTS ---
 
 static int shm_shim_unix_address(const char *path, struct sockaddr_un *addr) {

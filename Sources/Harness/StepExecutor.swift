@@ -103,6 +103,7 @@ public final class StepExecutor {
     /// One step, judged against its `expect-error`.
     private func perform(_ step: Step) throws(StepFailure) {
         stats.operations += 1
+        shm_shim_set_current_step_line(Int32(truncatingIfNeeded: step.location.line))
         func fail(_ error: String, _ message: String, errno: Int32? = nil) -> StepFailure {
             StepFailure(line: step.location.line, step: step.action.kind.rawValue, error: error, message: message, errno: errno)
         }

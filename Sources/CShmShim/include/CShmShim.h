@@ -133,6 +133,13 @@ int shm_shim_guarded_add_u64(void *p, uint64_t value, int atomic);
 /// How many SIGBUS signals the guard has turned into errors in this process.
 uint64_t shm_shim_guarded_faults(void);
 
+// --- where a worker is (the runner asks with SIGUSR1 before it kills a worker that ran out of time) ---
+/// The scenario line of the step the worker is executing (0: none yet). Set before each step: a plain store.
+extern volatile int shm_shim_current_step_line;
+static inline void shm_shim_set_current_step_line(int line) { shm_shim_current_step_line = line; }
+/// Installs a SIGUSR1 handler (SA_RESTART) that writes `at LINE` and a newline to standard output.
+int shm_shim_install_step_reporter(void);
+
 // --- descriptor passing over Unix sockets (sockaddr_un and CMSG_* are macros and unions) ---
 /// socket + bind + listen on a path (the socket file is made 0600 before bind). Close-on-exec.
 int shm_shim_unix_listen(const char *path);
