@@ -2,6 +2,8 @@ import Foundation
 import ScenarioKit
 import Testing
 
+@testable import Harness
+
 @Suite struct LoaderTests {
     @Test func contractExamplesParse() throws {
         let one = try ScenarioLoader.load(file: Paths.fixtures + "/contract/example-1.yaml")
@@ -78,7 +80,7 @@ import Testing
         // The runner gives a lock without timeout the scenario's: no worker waits longer than the scenario runs.
         let filled = TestcaseRun.withLockTimeouts(steps, default: scenario.timeout)
         guard case .lock("s", .milliseconds(250)?) = filled[0].action, case .lock("s", .seconds(9)?) = filled[1].action else {
-            Issue.record("\(filled.map(\.action))")
+            Issue.record("\(filled.map { $0.action })")
             return
         }
     }
