@@ -53,7 +53,7 @@ import Testing
         ("environment names collide", "resources:\n  a-b: {kind: segment, size: 64}\n  a_b: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - attach: a-b\n", 2, 3, "both become SHM_HARNESS_A_B_*"),
         ("lock timeout not a duration", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - lock: {res: s, timeout: soon}\n", 5, 33, "timeout must be a duration"),
         ("lock timeout zero", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - lock: {res: s, timeout: 0s}\n", 5, 33, "a lock timeout must be longer than 0"),
-        ("lock takes res and timeout", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - lock: {res: s, wait: 1s}\n", 5, 23, "unknown key 'wait'"),
+        ("lock takes res and timeout", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - lock: {res: s, wait: 1s}\n", 5, 24, "unknown key 'wait'"),
         ("hex odd", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - store: {res: s, hex: abc}\n", 5, 30, "even number of hex digits"),
     ]
 

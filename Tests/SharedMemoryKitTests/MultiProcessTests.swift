@@ -101,7 +101,8 @@ import Glibc
     /// hold it, and the last user detaches at once and removes the segment and its semaphore (issue 10 item 6).
     @Test func posixHolderKilledGivesLockErrorNotAHang() throws {
         let key = TestEnvironment.uniqueKey(.posixRealtime)
-        let owner = SharedMemory(key: key, options: .init(operationTimeout: .milliseconds(300)))
+        // The owner would wait 20 s for the lock in create, attach and detach.
+        let owner = SharedMemory(key: key, options: .init(operationTimeout: .seconds(20)))
         try owner.create(size: 64)
         let holder = try TestEnvironment.harness(["debug", "hold-lock", "--crash"] + Self.cli(key))
         #expect(holder.readLine(timeout: 20) == "locked")
@@ -120,7 +121,7 @@ import Glibc
         // the semaphore's file): whoever holds it is dead, so detach takes its place instead of waiting.
         let start = Date()
         try owner.detach()
-        #expect(Date().timeIntervalSince(start) < 0.3, "no wait for a dead holder")
+        #expect(Date().timeIntervalSince(start) < 10, "no wait for a dead holder (the proof reads /proc/*/maps)")
         #expect(!owner.isAttached)
         let left = Traces.of(key)
         #expect(left.isEmpty, "the last user removes the segment and its semaphore: \(left)")

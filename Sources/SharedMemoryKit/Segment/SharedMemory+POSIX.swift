@@ -30,8 +30,10 @@ final class POSIXSegment: SegmentBackend {
 
     /// The file's size now (`fstat`): another process may have shrunk it under the mapping.
     func backedSize() -> Int? {
-        guard let file, let status = try? file.fd.stat() else { return nil }
-        return Int(status.size)
+        guard let file else { return nil }
+        var status = stat()
+        guard fstat(file.fd.rawValue, &status) == 0 else { return nil }
+        return Int(status.st_size)
     }
 
     private var name: String { key.nativeKey }
