@@ -88,26 +88,34 @@ enum body { BODY_CREATE, BODY_ATTACH, BODY_DETACH };
  * SEM_UNDO: a process that dies holding it leaves it taken for ever. When no process but this one can hold
  * it (no other usage record on the semaphore's file, no other process mapping it: every sem_open maps it),
  * whoever took the unit is dead, and this handle takes its place (releasing it when done repairs the
- * semaphore). Tried at once and again when the wait times out; as SharedMemory.acquireForOperation. */
+ * semaphore). Tried at once and after every second of waiting (a holder may die while we wait); as
+ * SharedMemory.acquireForOperation. */
 static int acquire_for_operation(struct shmh_segment *seg) {
     struct shmh_failure saved;
     shmh_fail_save(&saved);
     if (shmh_sem_try_acquire(seg->semaphore) == 0) return 0;
     if (shmh_last_failure()->code != SHMH_BUSY) return -1;
     shmh_fail_restore(&saved);
-    bool posix = !seg->semaphore->systemv;
-    if (posix && shmh_sem_posix_no_other_holder(seg->semaphore)) {
-        (void)shmh_sem_try_acquire(seg->semaphore); /* taken: ours now; still taken: the dead holder's is ours */
+    if (seg->semaphore->systemv) return shmh_sem_acquire(seg->semaphore, seg->options.operation_timeout_ns);
+    int64_t timeout = seg->options.operation_timeout_ns;
+    int64_t deadline = shmh_deadline(timeout);
+    for (;;) {
+        if (shmh_sem_posix_no_other_holder(seg->semaphore)) {
+            (void)shmh_sem_try_acquire(seg->semaphore); /* taken: ours now; still taken: the dead holder's is ours */
+            shmh_fail_restore(&saved);
+            return 0;
+        }
+        int64_t left = shmh_remaining(deadline); /* -1: no deadline */
+        if (left == 0) {
+            struct shmh_site site = {"acquire", &seg->semaphore->key, NULL};
+            return shmh_fail_refuse(&site, SHMH_LOCK_ERROR, ETIMEDOUT, "timed out after %.3f s waiting for the semaphore",
+                                    (double)timeout / 1e9);
+        }
+        int64_t slice = left < 0 || left > 1000000000LL ? 1000000000LL : left;
+        if (shmh_sem_acquire(seg->semaphore, slice) == 0) return 0;
+        if (shmh_last_failure()->code != SHMH_LOCK_ERROR) return -1;
         shmh_fail_restore(&saved);
-        return 0;
     }
-    if (shmh_sem_acquire(seg->semaphore, seg->options.operation_timeout_ns) == 0) return 0;
-    if (posix && shmh_last_failure()->code == SHMH_LOCK_ERROR && shmh_sem_posix_no_other_holder(seg->semaphore)) {
-        (void)shmh_sem_try_acquire(seg->semaphore);
-        shmh_fail_restore(&saved);
-        return 0;
-    }
-    return -1;
 }
 
 /* Opens the lock semaphore if needed, runs the body under the lock, releases it, and closes the semaphore

@@ -318,19 +318,30 @@ public final class SharedMemory {
     /// it" is proven, not guessed: a holder must have the semaphore open, and every process that has it open
     /// either records its use on the semaphore's file (this library, Swift and C; the kernel drops the record
     /// when the process dies) or maps that file (glibc's `sem_open`, so Qt too). With neither, whoever took the
-    /// unit is dead. The proof is tried at once (a cheap check of the usage records first, /proc only then)
-    /// and again when the wait times out. System V semaphores need none of this: the kernel undoes a dead
-    /// holder's operation.
+    /// unit is dead. The proof is tried at once and then after every second of waiting (a holder may die
+    /// while we wait), a cheap check of the usage records first (one `fcntl`), /proc only when there are none.
+    /// System V semaphores need none of this: the kernel undoes a dead holder's operation.
     private func acquireForOperation(_ semaphore: SystemSemaphore) throws(SharedMemoryError) {
         if try semaphore.tryAcquire() { return }
-        if semaphore.noOtherProcessCanHold() {
-            _ = try semaphore.tryAcquire()  // taken: ours now; still taken: the dead holder's unit is ours
-            return
-        }
-        do throws(SharedMemoryError) {
-            try semaphore.acquire(timeout: options.operationTimeout)
-        } catch where error.code == .lockError && semaphore.noOtherProcessCanHold() {
-            _ = try semaphore.tryAcquire()
+        let timeout = options.operationTimeout
+        let deadline = timeout.map { Deadline(after: $0) }
+        while true {
+            if semaphore.noOtherProcessCanHold() {
+                _ = try semaphore.tryAcquire()  // taken: ours now; still taken: the dead holder's unit is ours
+                return
+            }
+            if let deadline, deadline.remaining == 0 {
+                throw SharedMemoryError(
+                    .lockError, operation: "acquire", object: semaphore.key.description,
+                    detail: "timed out after \(timeout!) waiting for the semaphore")
+            }
+            let slice = deadline.map { min(Duration.nanoseconds($0.remaining), .seconds(1)) } ?? .seconds(1)
+            do throws(SharedMemoryError) {
+                try semaphore.acquire(timeout: slice)
+                return
+            } catch where error.code == .lockError {
+                continue  // this slice is up: prove again, then wait on
+            }
         }
     }
 
