@@ -178,6 +178,9 @@ int shmh_segment_is_attached(const struct shmh_segment *seg);
 size_t shmh_segment_size(const struct shmh_segment *seg);
 void *shmh_segment_data(const struct shmh_segment *seg);
 const struct shmh_key *shmh_segment_key(const struct shmh_segment *seg);
+/* The size of an attached POSIX segment's file now (fstat): another process may shrink it under the mapping,
+ * and touching a page that is gone raises SIGBUS. -1 for System V (it cannot shrink) or when not attached. */
+long long shmh_segment_file_size(const struct shmh_segment *seg);
 /* Detaches if attached, closes the lock semaphore (removing it if no process is attached), frees. */
 void shmh_segment_free(struct shmh_segment *seg);
 

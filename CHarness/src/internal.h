@@ -109,6 +109,11 @@ int shmh_sem_posix_acquire(struct shmh_sem *sem, int64_t deadline, bool try_only
 int shmh_sem_posix_release(struct shmh_sem *sem, long n, const struct shmh_site *site);
 int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_site *site);
 void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused);
+/* No process but this one can hold a unit: no other open file description records a use of the semaphore's
+ * file and no other process maps it (see acquire_for_operation in segment.c). */
+bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem);
+/* Whether a process other than `except` maps a file on /dev/shm with this inode (/proc/PID/maps). */
+bool shmh_any_process_maps(unsigned long long inode, pid_t except);
 
 /* --- segment backends (segment_sysv.c, segment_posix.c) --- */
 struct shmh_backend {

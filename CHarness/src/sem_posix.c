@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 int shmh_sem_posix_open(struct shmh_sem *sem, unsigned int initial, const struct shmh_site *site) {
     const char *name = sem->key.native;
@@ -119,6 +120,12 @@ int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_sit
     if (sem_getvalue(sem->handle, value) == -1)
         return shmh_fail_call(site, "sem_getvalue", SHMH_OP_GENERIC, errno, "%s", sem->key.native);
     return 0;
+}
+
+bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem) {
+    if (!sem->handle || !shmh_objfile_still_at_path(&sem->file)) return false;
+    if (shmh_ofd_conflicts(sem->file.fd, 1, SHMH_USAGE_BASE, 1) != 0) return false;
+    return !shmh_any_process_maps((unsigned long long)sem->file.st.st_ino, getpid());
 }
 
 void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused) {

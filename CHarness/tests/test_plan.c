@@ -68,6 +68,20 @@ static void counter_plan(void **state) {
     plan_free(&p);
 }
 
+/* lock timeout-ns=N: how long the lock step waits (0: without limit when absent). */
+static void lock_timeout(void **state) {
+    (void)state;
+    const char *text = "shm-harness-plan 1\nstep 5 lock res=seg timeout-ns=2000000000\nstep 6 lock res=seg\nend\n";
+    struct plan p;
+    char err[256];
+    assert_int_equal(parse(text, &p, err, sizeof err), 0);
+    assert_int_equal(p.nsteps, 2);
+    assert_int_equal(p.steps[0].kind, PLAN_STEP_LOCK);
+    assert_int_equal(p.steps[0].ns, 2000000000LL);
+    assert_int_equal(p.steps[1].ns, 0);
+    plan_free(&p);
+}
+
 /* repeat 2 { step; repeat for { step }; repeat 3 { repeat 4 { step } } } step */
 static void nested_repeats(void **state) {
     (void)state;
@@ -226,6 +240,8 @@ static void broken_plans(void **state) {
         {"shm-harness-plan 1\nstep 1\nend\n", 2},
         {"shm-harness-plan 1\nstep 1 lock\nend\n", 2},                                 /* needs res= */
         {"shm-harness-plan 1\nstep 1 lock res\nend\n", 2},                             /* a field without = */
+        {"shm-harness-plan 1\nstep 1 lock res=r timeout-ns=0\nend\n", 2},              /* a timeout must be positive */
+        {"shm-harness-plan 1\nstep 1 lock res=r timeout-ns=2s\nend\n", 2},
         {"shm-harness-plan 1\nstep 1 add res=r offset=1x\nend\n", 2},
         {"shm-harness-plan 1\nstep 1 add res=r value=99999999999999999999\nend\n", 2}, /* out of range */
         {"shm-harness-plan 1\nstep 1 store res=r offset=0\nend\n", 2},                 /* needs u64= or hex= */
@@ -432,6 +448,7 @@ static void worker_segment_run(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counter_plan),
+        cmocka_unit_test(lock_timeout),
         cmocka_unit_test(nested_repeats),
         cmocka_unit_test(percent_encoding_and_values),
         cmocka_unit_test(broken_plans),

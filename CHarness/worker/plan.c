@@ -416,6 +416,12 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
     case PLAN_STEP_SLEEP:
         if (int_field(p, number, f, "ns", &s->ns, NULL) == -1) return -1;
         return s->ns < 0 ? broken(p, number, "ns=%lld is negative", (long long)s->ns) : 0;
+    case PLAN_STEP_LOCK: {
+        int present = 0;
+        if (int_field(p, number, f, "timeout-ns", &s->ns, &present) == -1) return -1;
+        if (present && s->ns <= 0) return broken(p, number, "timeout-ns=%lld is not a positive number", (long long)s->ns);
+        return 0;
+    }
     case PLAN_STEP_CRASH: {
         int64_t sig = 9;
         if (int_field(p, number, f, "signal", &sig, NULL) == -1) return -1;

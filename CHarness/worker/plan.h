@@ -82,7 +82,7 @@ struct plan_step {
     uint64_t u64;
     uint8_t byte;              /* fill, check-fill */
     unsigned int seals;        /* seal */
-    int64_t ns;                /* sleep, repeat for-ns */
+    int64_t ns;                /* sleep, repeat for-ns; lock: timeout-ns (0: wait without limit) */
     int signal;                /* crash */
     int64_t times;             /* repeat times */
     size_t body;               /* repeat: direct children */

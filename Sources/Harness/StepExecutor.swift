@@ -74,8 +74,11 @@ public final class StepExecutor {
     /// Detaches and closes everything (the last detach of a segment destroys it, as in Qt) but a mapping whose
     /// robust mutex this process still holds: that one stays until the process ends, so that the kernel can mark
     /// the mutex owner-died for the next locker.
-    public func closeAll() {
+    /// - Parameter takingLocks: false when no other process can be using the resources any more (the runner's
+    ///   teardown after every worker ended): detaching then never waits for a segment's lock.
+    public func closeAll(takingLocks: Bool = true) {
         for (_, handle) in handles {
+            if !takingLocks { handle.takesLocks = false }
             if handle.holdsRobustMutex {
                 _ = Unmanaged.passRetained(handle)  // never unmapped by a deinit: the process exit releases it
             } else {
@@ -103,6 +106,7 @@ public final class StepExecutor {
     /// One step, judged against its `expect-error`.
     private func perform(_ step: Step) throws(StepFailure) {
         stats.operations += 1
+        shm_shim_set_current_step_line(Int32(truncatingIfNeeded: step.location.line))
         func fail(_ error: String, _ message: String, errno: Int32? = nil) -> StepFailure {
             StepFailure(line: step.location.line, step: step.action.kind.rawValue, error: error, message: message, errno: errno)
         }
@@ -150,10 +154,10 @@ public final class StepExecutor {
         case .detach(let id):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.detach() }
-        case .lock(let id):
+        case .lock(let id, let timeout):
             let r = try resource(id)
             let start = Self.now()
-            _ = try library { () throws(SharedMemoryError) in try r.lock(.lock) }
+            _ = try library { () throws(SharedMemoryError) in try r.lock(.lock, timeout: timeout) }
             if stats.lockLatencies.count < Self.maxLatencySamples { stats.lockLatencies.append(Self.now() &- start) }
         case .unlock(let id):
             let r = try resource(id)
@@ -163,10 +167,10 @@ public final class StepExecutor {
             let taken = try library { () throws(SharedMemoryError) in try r.lock(.tryLock) }
             if !taken { throw .library(SharedMemoryError(.busy, operation: "try-lock", object: r.objectName, detail: "the lock is taken")) }
         case .add(let id, let offset, let value):
+            // Under the SIGBUS guard: another process may shrink the memory (a POSIX segment's file too).
             let r = try resource(id)
             let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
-            // Volatile load and store (the shim): plain, not atomic, and never optimized away.
-            shm_shim_plain_store_u64(p, shm_shim_plain_load_u64(p) &+ UInt64(bitPattern: value))
+            try library { () throws(SharedMemoryError) in try r.guardedAdd(UInt64(bitPattern: value), at: p, atomic: false) }
         case .load(let id, let offset):
             let r = try resource(id)
             let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
@@ -189,8 +193,7 @@ public final class StepExecutor {
             guard Int(bitPattern: p) % 8 == 0 else {
                 throw .library(SharedMemoryError(.invalidSize, operation: "atomic-add", detail: "offset \(offset) is not 8-byte aligned"))
             }
-            UnsafeAtomic<UInt64>(at: p.assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
-                .wrappingIncrement(by: UInt64(bitPattern: value), ordering: .relaxed)
+            try library { () throws(SharedMemoryError) in try r.guardedAdd(UInt64(bitPattern: value), at: p, atomic: true) }
         case .store(let id, let offset, let value):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.write(value.bytes, at: offset) }

@@ -79,7 +79,19 @@ extension Interpreter {
                 action = .attach(resource: res, readOnly: false)
             }
         case .detach: action = resourceOnly("detach").map { .detach(resource: $0) }
-        case .lock: action = resourceOnly("lock").map { .lock(resource: $0) }
+        case .lock:
+            if case .mapping = value {
+                guard let fields = reader.mapping(value, "lock", allowed: ["res", "timeout"]) else { return nil }
+                let args = Arguments(fields)
+                guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+                var timeout: Duration?
+                if let node = args["timeout"], let parsed = reader.duration(node, "timeout") {
+                    if parsed <= .zero { reader.fail(node, "a lock timeout must be longer than 0") } else { timeout = parsed }
+                }
+                action = .lock(resource: res, timeout: timeout)
+            } else {
+                action = resourceOnly("lock").map { .lock(resource: $0, timeout: nil) }
+            }
         case .unlock: action = resourceOnly("unlock").map { .unlock(resource: $0) }
         case .tryLock: action = resourceOnly("try-lock").map { .tryLock(resource: $0) }
         case .touchAll: action = resourceOnly("touch-all").map { .touchAll(resource: $0) }

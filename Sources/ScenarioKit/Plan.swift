@@ -9,7 +9,7 @@ import SharedMemoryKit
 ///     resource seg kind=segment key=systemv%3A%2Ftmp%2Fqipc_... size=4096 lock=semaphore lock-offset=0
 ///     step 22 attach res=seg mode=rw
 ///     repeat 24 times=20000 body=3
-///     step 26 lock res=seg
+///     step 26 lock res=seg timeout-ns=2000000000
 ///     step 27 add res=seg offset=0 value=1
 ///     step 28 unlock res=seg
 ///     step 29 barrier name=start expect-error=not-found
@@ -104,7 +104,10 @@ public struct Plan: Sendable {
             case .attach(let r, let readOnly):
                 add("res", r)
                 add("mode", readOnly ? "ro" : "rw")
-            case .detach(let r), .lock(let r), .unlock(let r), .tryLock(let r), .touchAll(let r):
+            case .lock(let r, let timeout):
+                add("res", r)
+                if let timeout { add("timeout-ns", "\(timeout.nanoseconds)") }
+            case .detach(let r), .unlock(let r), .tryLock(let r), .touchAll(let r):
                 add("res", r)
             case .add(let r, let offset, let value), .atomicAdd(let r, let offset, let value):
                 add("res", r)
@@ -312,7 +315,13 @@ public struct Plan: Sendable {
                 guard mode == "ro" || mode == "rw" else { throw ParseError(line: number, message: "mode=\(mode): want ro or rw") }
                 action = .attach(resource: try res(), readOnly: mode == "ro")
             case .detach: action = .detach(resource: try res())
-            case .lock: action = .lock(resource: try res())
+            case .lock:
+                var timeout: Duration?
+                if let text = f["timeout-ns"] {
+                    guard let ns = Int64(text), ns > 0 else { throw ParseError(line: number, message: "timeout-ns=\(text) is not a positive number") }
+                    timeout = .nanoseconds(ns)
+                }
+                action = .lock(resource: try res(), timeout: timeout)
             case .unlock: action = .unlock(resource: try res())
             case .tryLock: action = .tryLock(resource: try res())
             case .touchAll: action = .touchAll(resource: try res())

@@ -142,7 +142,8 @@ public struct Step: Sendable {
         case create(resource: String, size: Int?)
         case attach(resource: String, readOnly: Bool)
         case detach(resource: String)
-        case lock(resource: String)
+        /// `timeout`: how long the step waits before lock-error (nil: the scenario's timeout, filled in by the runner).
+        case lock(resource: String, timeout: Duration?)
         case unlock(resource: String)
         case tryLock(resource: String)
         case add(resource: String, offset: Int, value: Int64)
@@ -197,7 +198,7 @@ public struct Step: Sendable {
         /// The resource the step works on, if any.
         public var resource: String? {
             switch self {
-            case .create(let r, _), .attach(let r, _), .detach(let r), .lock(let r), .unlock(let r), .tryLock(let r),
+            case .create(let r, _), .attach(let r, _), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
                 .add(let r, _, _), .atomicAdd(let r, _, _), .store(let r, _, _), .check(let r, _, _), .fill(let r, _),
                 .checkFill(let r, _), .truncate(let r, _), .seal(let r, _), .touchAll(let r), .load(let r, _),
                 .storeLoaded(let r, _, _), .compare(let r, _, _):

@@ -19,6 +19,9 @@ final class SystemVSegment: SegmentBackend {
     /// The key file's identity when we computed the IPC key from it.
     private var keyFile: ObjectFile?
 
+    /// A System V segment cannot shrink.
+    func backedSize() -> Int? { nil }
+
     init(key: NativeIPCKey, allowForeignOwner: Bool) {
         self.key = key
         self.allowForeignOwner = allowForeignOwner

@@ -104,6 +104,13 @@ public final class SystemSemaphore {
         return try backend.value(site: site)
     }
 
+    /// Whether no process but this one can be holding a unit of the semaphore: no other open file description
+    /// records a use of it and no other process maps its file (see `SharedMemory`'s operation lock). Always
+    /// false for System V, whose dead holders the kernel undoes.
+    func noOtherProcessCanHold() -> Bool {
+        backend?.noOtherProcessCanHold() ?? false
+    }
+
     /// Closes the handle. The semaphore itself is removed only if this library created it and no other process
     /// using this library still has it open (`removeIfUnused: false` keeps it in any case).
     public func close(removeIfUnused: Bool = true) {
@@ -120,6 +127,11 @@ protocol SemaphoreBackend: AnyObject {
     func release(_ n: Int, site: CallSite) throws(SharedMemoryError)
     func value(site: CallSite) throws(SharedMemoryError) -> Int
     func close(removeIfUnused: Bool)
+    func noOtherProcessCanHold() -> Bool
+}
+
+extension SemaphoreBackend {
+    func noOtherProcessCanHold() -> Bool { false }
 }
 
 /// A point on the monotonic clock, for waits that EINTR may interrupt.
