@@ -23,7 +23,7 @@ struct DebugCommand: ParsableCommand {
         @Flag var noLock = false
 
         func run() throws {
-            let segment = SharedMemory(key: keyOptions.resolve())
+            let segment = SharedMemory(key: keyOptions.resolve(), options: keyOptions.segmentOptions)
             try segment.attach()
             for _ in 0..<iterations {
                 if !noLock { try segment.lock(timeout: .seconds(60)) }
@@ -44,7 +44,7 @@ struct DebugCommand: ParsableCommand {
         @Flag(help: "SIGKILL itself while holding the lock.") var crash = false
 
         func run() throws {
-            let segment = SharedMemory(key: keyOptions.resolve())
+            let segment = SharedMemory(key: keyOptions.resolve(), options: keyOptions.segmentOptions)
             try segment.attach()
             try segment.lock(timeout: .seconds(30))
             print("locked")
@@ -70,7 +70,8 @@ struct DebugCommand: ParsableCommand {
 
         func run() throws {
             let semaphore = try SystemSemaphore(
-                key: keyOptions.resolve(kind: .systemSemaphore), initialValue: initialValue)
+                key: keyOptions.resolve(kind: .systemSemaphore), initialValue: initialValue,
+                options: keyOptions.semaphoreOptions)
             switch operation {
             case "acquire":
                 for _ in 0..<count {

@@ -36,7 +36,7 @@ struct CreateCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let key = keyOptions.resolve()
-        let segment = SharedMemory(key: key)
+        let segment = SharedMemory(key: key, options: keyOptions.segmentOptions)
         try segment.create(size: size)
         print(key.toString() ?? "")
         fflush(nil)
@@ -73,7 +73,7 @@ struct DumpCommand: ParsableCommand {
     var lockTimeout: Double = 30
 
     func run() throws {
-        let segment = SharedMemory(key: keyOptions.resolve())
+        let segment = SharedMemory(key: keyOptions.resolve(), options: keyOptions.segmentOptions)
         try segment.attach(.readOnly)
         defer { try? segment.detach() }
         if !noLock { try segment.lock(timeout: .seconds(lockTimeout)) }
@@ -116,7 +116,7 @@ struct WriteCommand: ParsableCommand {
             if n == 0 { break }
             input.append(contentsOf: chunk[0..<n])
         }
-        let segment = SharedMemory(key: keyOptions.resolve())
+        let segment = SharedMemory(key: keyOptions.resolve(), options: keyOptions.segmentOptions)
         try segment.attach(.readWrite)
         defer { try? segment.detach() }
         if !noLock { try segment.lock(timeout: .seconds(lockTimeout)) }
