@@ -185,6 +185,13 @@ import Glibc
         try Self.stranger(["setval", semid, "5"])
         #expect(try Self.stranger(["getval", semid]) == "5")
 
+        // `clean` does not remove it either: another user made it (root keeps it unless --any-owner).
+        let clean = try TestEnvironment.harness(["clean", "--key", key.legacyKey!])
+        let lines = clean.remainingOutput(timeout: 20)
+        #expect(try clean.wait(timeout: 20).exitCode == 1)
+        #expect(lines.contains { $0.contains("semaphore set \(semid)") && $0.contains("created by uid 65534") }, "\(lines)")
+        #expect(try Self.stranger(["getval", semid]) == "5", "clean left the stranger's set alone")
+
         // Explicit consent uses it, and never removes it: it is not ours.
         let consenting = try SystemSemaphore(key: lockKey, options: .init(allowForeignOwner: true))
         #expect(try consenting.value() == 5)
