@@ -69,7 +69,7 @@ int shmh_objfile_mark_managed(struct shmh_objfile *f, mode_t mode, const struct 
 void shmh_objfile_unlink_if_still_at_path(const struct shmh_objfile *f);
 /* Ownership proof for removals: the library's mark (read fresh) on a file this user owns. */
 bool shmh_objfile_provably_ours(struct shmh_objfile *f);
-/* The key-file removal rule: provably ours, no usage record in any slot, still at its path. */
+/* The key-file removal rule: provably ours, empty, no usage record in any slot, still at its path. */
 bool shmh_objfile_may_remove_key_file(struct shmh_objfile *f);
 
 /* --- OFD locks (lockfile.c) --- */

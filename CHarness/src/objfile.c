@@ -172,7 +172,9 @@ bool shmh_objfile_provably_ours(struct shmh_objfile *f) {
 }
 
 bool shmh_objfile_may_remove_key_file(struct shmh_objfile *f) {
-    return shmh_objfile_provably_ours(f) && shmh_objfile_claim_for_removal(f, -1) && shmh_objfile_still_at_path(f);
+    /* still empty too: the library never writes to a key file */
+    return shmh_objfile_provably_ours(f) && f->st.st_size == 0 && shmh_objfile_claim_for_removal(f, -1) &&
+           shmh_objfile_still_at_path(f);
 }
 
 int shmh_objfile_mark_managed(struct shmh_objfile *f, mode_t mode, const struct shmh_site *site) {

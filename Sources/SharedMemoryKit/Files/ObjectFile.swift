@@ -235,11 +235,12 @@ final class ObjectFile {
         isManaged && status.userID.rawValue == geteuid()
     }
 
-    /// The removal rule for key files: provably ours, no usage record of any process using the library in any
-    /// slot, and the path still names the file we opened. Qt's key files and files the library did not make
-    /// (a native key naming an existing file) are never removed; `shm-harness clean` handles Qt's leftovers.
+    /// The removal rule for key files: provably ours and still empty (the library never writes to a key file),
+    /// no usage record of any process using the library in any slot, and the path still names the file we
+    /// opened. Qt's key files and files the library did not make (a native key naming an existing file) are
+    /// never removed; `shm-harness clean` handles Qt's leftovers.
     func mayRemoveKeyFile() -> Bool {
-        isProvablyOurs && claimForRemoval(slot: nil) && isStillAtPath
+        isProvablyOurs && status.size == 0 && claimForRemoval(slot: nil) && isStillAtPath
     }
 
     /// Unlinks the path if it still names this file.

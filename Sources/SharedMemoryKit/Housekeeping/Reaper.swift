@@ -442,9 +442,9 @@ public final class Reaper {
         if (status.st_mode & S_IFMT) == S_IFLNK { return emit(label, .kept("a symbolic link; never followed")) }
         guard (status.st_mode & S_IFMT) == S_IFREG else { return emit(label, .kept("not a regular file")) }
         if let refusal = ownerRefusal(status.st_uid) { return emit(label, .kept(refusal)) }
-        // A key file is empty (Qt's createUnixKeyFile and this library create it so), or carries this
-        // library's mark. A file with data that a native key happens to name is nobody's key file.
-        if status.st_mode & S_ISVTX == 0 && status.st_size != 0 {
+        // A key file is empty (Qt's createUnixKeyFile and this library create it so, and nothing writes to
+        // it). A file with data that a native key happens to name is nobody's key file.
+        if status.st_size != 0 {
             return emit(label, .kept("not a key file (\(status.st_size) bytes of data; key files are empty); never removed"))
         }
         let identity = SysVTables.ftokIdentity(status)
