@@ -126,8 +126,12 @@ void shmh_sha1(const void *data, size_t len, uint8_t digest[20]);
  * Options shared by segments and semaphores.
  */
 struct shmh_options {
-    int allow_foreign_owner;      /* use objects another uid owns (off by default) */
+    /* use objects another uid owns or created (off by default: a System V object only when its owner and its
+     * creator are this user, a file only when this user owns it); objects used so are never removed */
+    int allow_foreign_owner;
     int64_t operation_timeout_ns; /* how long create/attach/detach wait for the lock; < 0 forever */
+    /* accept a System V key file outside the temp folder and $XDG_RUNTIME_DIR (off by default) */
+    int allow_any_path;
 };
 #define SHMH_DEFAULT_OPERATION_TIMEOUT_NS (30LL * 1000000000LL)
 void shmh_options_default(struct shmh_options *options);

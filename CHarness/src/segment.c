@@ -74,7 +74,7 @@ static int check_key(struct shmh_segment *seg, const struct shmh_site *site) {
     if (!shmh_key_is_systemv(seg->key.type) && seg->key.type != SHMH_TYPE_POSIX)
         return shmh_fail_refuse(site, SHMH_KEY_ERROR, EINVAL, "unsupported key type %u on this platform",
                                 (unsigned)seg->key.type);
-    return 0;
+    return shmh_check_key_path(&seg->key, seg->options.allow_any_path, site);
 }
 
 static void close_semaphore(struct shmh_segment *seg, bool remove_if_unused) {

@@ -100,7 +100,7 @@ int shmh_posix_segment_detach(struct shmh_backend *b, const struct shmh_site *si
 /* Unlinks the segment when this library created it and no other process using the library records a use. */
 bool shmh_posix_segment_destroy_if_unused(struct shmh_backend *b) {
     if (b->file.fd < 0) return false;
-    if (!shmh_objfile_is_managed(&b->file) || !shmh_objfile_claim_for_removal(&b->file, 0) ||
+    if (!shmh_objfile_provably_ours(&b->file) || !shmh_objfile_claim_for_removal(&b->file, 0) ||
         !shmh_objfile_still_at_path(&b->file))
         return false;
     shm_unlink(b->key->native);

@@ -132,7 +132,7 @@ void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused) {
     if (!sem->handle) return;
     sem_close(sem->handle);
     sem->handle = NULL;
-    if (remove_if_unused && shmh_objfile_is_managed(&sem->file) && shmh_objfile_claim_for_removal(&sem->file, 0) &&
+    if (remove_if_unused && shmh_objfile_provably_ours(&sem->file) && shmh_objfile_claim_for_removal(&sem->file, 0) &&
         shmh_objfile_still_at_path(&sem->file))
         sem_unlink(sem->key.native);
     shmh_objfile_close(&sem->file);

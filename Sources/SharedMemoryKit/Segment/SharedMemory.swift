@@ -22,7 +22,10 @@ public final class SharedMemory {
     }
 
     public struct Options: Sendable {
-        /// Use segments, semaphores and key files that another user owns. Off by default.
+        /// Use segments, semaphores and key files that another user owns or created (for real cross-user
+        /// sharing, as the permission bits allow). Off by default: a System V object is used only when both its
+        /// owner and its creator are this user, a file only when this user owns it. Objects used through this
+        /// option are never removed by this library, whatever happens.
         public var allowForeignOwner: Bool
         /// How long `create`, `attach` and `detach` wait for the segment's lock; nil waits forever (Qt).
         public var operationTimeout: Duration?
@@ -34,11 +37,17 @@ public final class SharedMemory {
         /// removed. What is lost: two last users detaching at the same moment may both leave the segment (for
         /// `shm-harness clean`), and a Qt process is not kept out while it creates or attaches.
         public var takesLock: Bool
+        /// Accept a System V native key whose file is outside the temp and runtime folders (see
+        /// ``KeyPathPolicy``). Off by default. The file is still never removed unless this library made it.
+        public var allowAnyPath: Bool
 
-        public init(allowForeignOwner: Bool = false, operationTimeout: Duration? = .seconds(30), takesLock: Bool = true) {
+        public init(
+            allowForeignOwner: Bool = false, operationTimeout: Duration? = .seconds(30), takesLock: Bool = true, allowAnyPath: Bool = false
+        ) {
             self.allowForeignOwner = allowForeignOwner
             self.operationTimeout = operationTimeout
             self.takesLock = takesLock
+            self.allowAnyPath = allowAnyPath
         }
     }
 
@@ -256,6 +265,7 @@ public final class SharedMemory {
     private func checkKey(_ site: CallSite) throws(SharedMemoryError) {
         guard !key.nativeKey.isEmpty else { throw site.refusal(.keyError, "the key is empty") }
         guard key.type.isSupported else { throw site.refusal(.keyError, "unsupported key type \(key.type) on this platform") }
+        try KeyPathPolicy.check(key, allowAnyPath: options.allowAnyPath, site: site)
     }
 
     private func makeBackend() -> any SegmentBackend {
@@ -273,7 +283,7 @@ public final class SharedMemory {
         if semaphore == nil {
             semaphore = try SystemSemaphore(
                 key: key.lockSemaphoreKey(), initialValue: 1, mode: .open,
-                options: .init(allowForeignOwner: options.allowForeignOwner))
+                options: .init(allowForeignOwner: options.allowForeignOwner, allowAnyPath: options.allowAnyPath))
         }
         let semaphore = semaphore!
         let alreadyLocked = lockedByMe

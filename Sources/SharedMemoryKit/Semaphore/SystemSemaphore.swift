@@ -31,9 +31,17 @@ public final class SystemSemaphore {
     }
 
     public struct Options: Sendable {
-        /// Use objects (key files, semaphores) that another user owns. Off by default.
+        /// Use objects (key files, semaphores) that another user owns or created. Off by default: a System V
+        /// set is used only when both its owner and its creator are this user, a file only when this user owns
+        /// it. Objects used through this option are never removed by this library.
         public var allowForeignOwner: Bool
-        public init(allowForeignOwner: Bool = false) { self.allowForeignOwner = allowForeignOwner }
+        /// Accept a System V native key whose file is outside the temp and runtime folders (see
+        /// ``KeyPathPolicy``). Off by default.
+        public var allowAnyPath: Bool
+        public init(allowForeignOwner: Bool = false, allowAnyPath: Bool = false) {
+            self.allowForeignOwner = allowForeignOwner
+            self.allowAnyPath = allowAnyPath
+        }
     }
 
     /// The key this semaphore was opened with.
@@ -57,6 +65,7 @@ public final class SystemSemaphore {
         guard initialValue >= 0, initialValue <= Int(Int32.max) else {
             throw site.refusal(.invalidSize, "initial value \(initialValue) is out of range")
         }
+        try KeyPathPolicy.check(key, allowAnyPath: options.allowAnyPath, site: site)
         if key.type.isSystemV {
             backend = try SystemVSemaphore(
                 key: key, initialValue: Int32(initialValue), allowForeignOwner: options.allowForeignOwner, site: site)

@@ -26,7 +26,7 @@ struct DebugCommand: ParsableCommand {
         @Flag(help: "Between read and write: print \"read VALUE\", then wait for a line on stdin.") var handshake = false
 
         func run() throws {
-            let segment = SharedMemory(key: keyOptions.resolve())
+            let segment = SharedMemory(key: keyOptions.resolve(), options: keyOptions.segmentOptions)
             if handshake {
                 print("attaching")  // attach takes the segment's lock too (Qt's call order)
                 fflush(nil)
@@ -60,7 +60,7 @@ struct DebugCommand: ParsableCommand {
         @Flag(help: "SIGKILL itself while holding the lock.") var crash = false
 
         func run() throws {
-            let segment = SharedMemory(key: keyOptions.resolve())
+            let segment = SharedMemory(key: keyOptions.resolve(), options: keyOptions.segmentOptions)
             try segment.attach()
             try segment.lock(timeout: .seconds(30))
             print("locked")
@@ -87,7 +87,8 @@ struct DebugCommand: ParsableCommand {
 
         func run() throws {
             let semaphore = try SystemSemaphore(
-                key: keyOptions.resolve(kind: .systemSemaphore), initialValue: initialValue)
+                key: keyOptions.resolve(kind: .systemSemaphore), initialValue: initialValue,
+                options: keyOptions.semaphoreOptions)
             switch operation {
             case "acquire":
                 for _ in 0..<count {

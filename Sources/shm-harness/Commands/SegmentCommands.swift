@@ -39,7 +39,7 @@ struct CreateCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let key = keyOptions.resolve()
-        let segment = SharedMemory(key: key, options: .init(operationTimeout: lockWait(lockTimeout)))
+        let segment = SharedMemory(key: key, options: keyOptions.segmentOptions(lockTimeout: lockWait(lockTimeout)))
         try segment.create(size: size)
         print(key.toString() ?? "")
         fflush(nil)
@@ -77,7 +77,7 @@ struct DumpCommand: ParsableCommand {
 
     func run() throws {
         let segment = SharedMemory(
-            key: keyOptions.resolve(), options: .init(operationTimeout: lockWait(lockTimeout), takesLock: !noLock))
+            key: keyOptions.resolve(), options: keyOptions.segmentOptions(lockTimeout: lockWait(lockTimeout), takesLock: !noLock))
         try segment.attach(.readOnly)
         defer { try? segment.detach() }
         if !noLock { try segment.lock(timeout: lockWait(lockTimeout)) }
@@ -121,7 +121,7 @@ struct WriteCommand: ParsableCommand {
             input.append(contentsOf: chunk[0..<n])
         }
         let segment = SharedMemory(
-            key: keyOptions.resolve(), options: .init(operationTimeout: lockWait(lockTimeout), takesLock: !noLock))
+            key: keyOptions.resolve(), options: keyOptions.segmentOptions(lockTimeout: lockWait(lockTimeout), takesLock: !noLock))
         try segment.attach(.readWrite)
         defer { try? segment.detach() }
         if !noLock { try segment.lock(timeout: lockWait(lockTimeout)) }
