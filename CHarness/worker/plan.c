@@ -270,8 +270,8 @@ static const char *step_fields(enum plan_step_kind k) {
     case PLAN_STEP_CREATE:
     case PLAN_STEP_TRUNCATE: return "res size";
     case PLAN_STEP_ATTACH: return "res mode";
+    case PLAN_STEP_LOCK: return "res timeout-ns";
     case PLAN_STEP_DETACH:
-    case PLAN_STEP_LOCK:
     case PLAN_STEP_UNLOCK:
     case PLAN_STEP_TRY_LOCK:
     case PLAN_STEP_TOUCH_ALL: return "res";

@@ -224,7 +224,8 @@ public struct Plan: Sendable {
         switch kind {
         case .create, .truncate: ["res", "size"]
         case .attach: ["res", "mode"]
-        case .detach, .lock, .unlock, .tryLock, .touchAll: ["res"]
+        case .lock: ["res", "timeout-ns"]
+        case .detach, .unlock, .tryLock, .touchAll: ["res"]
         case .add, .atomicAdd: ["res", "offset", "value"]
         case .store, .check: ["res", "offset", "u64", "hex"]
         case .fill, .checkFill: ["res", "byte"]
