@@ -17,9 +17,9 @@ public final class ProgressReporter: @unchecked Sendable {
 
     public init() { live = isatty(2) == 1 }
 
-    public func say(_ text: String) {
-        Foundation.FileHandle.standardError.write(Data(text.utf8))
-    }
+    /// Writes to standard error with write(2): a closed or broken stderr (EBADF, EPIPE with SIGPIPE ignored)
+    /// loses the progress, never the run. (Foundation's FileHandle.write traps on such an error.)
+    public func say(_ text: String) { StandardError.write(text) }
 
     func start(total: Int) {
         lock.withLock { self.total = total }
@@ -69,6 +69,23 @@ public final class ProgressReporter: @unchecked Sendable {
                 say("slowest: " + slowest.map { "\($0.classname).\($0.name) \(String(format: "%.2f", $0.time))s" }.joined(separator: ", ") + "\n")
             }
             say("report: \(reportPath)\n")
+        }
+    }
+}
+
+/// Standard error through write(2), ignoring errors: progress and warnings must never stop a run.
+public enum StandardError {
+    public static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.write(2, base + offset, buffer.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                offset += n
+            }
         }
     }
 }

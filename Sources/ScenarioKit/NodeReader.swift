@@ -28,7 +28,26 @@ struct NodeReader {
             fail(node, "\(what) must be a single value, not \(Self.describe(node))")
             return nil
         }
-        return substitute(scalar.string, node)
+        guard scalar.string.utf8.count <= ScenarioLimits.valueBytes else {
+            fail(node, "\(what) is \(scalar.string.utf8.count) bytes long; a value is at most \(ScenarioLimits.valueBytes) bytes")
+            return nil
+        }
+        guard let text = substitute(scalar.string, node) else { return nil }
+        guard text.utf8.count <= ScenarioLimits.valueBytes else {
+            fail(node, "\(what) is \(text.utf8.count) bytes long once ${...} is substituted; a value is at most \(ScenarioLimits.valueBytes) bytes")
+            return nil
+        }
+        return text
+    }
+
+    /// A name that becomes part of a file name, an environment name or a plan line: at most
+    /// ``ScenarioLimits/nameBytes``.
+    mutating func checkName(_ name: String, _ what: String, _ node: Node?) -> Bool {
+        guard name.utf8.count <= ScenarioLimits.nameBytes else {
+            fail(node, "\(what) is \(name.utf8.count) bytes long; at most \(ScenarioLimits.nameBytes)")
+            return false
+        }
+        return true
     }
 
     /// `${name}` is the matrix value; `$${` is a literal `${` (for shell commands).
@@ -55,6 +74,8 @@ struct NodeReader {
             }
             out += value
             rest = rest[rest.index(after: end)...]
+            // `${x}${x}...` must not multiply a long matrix value without bound.
+            if out.utf8.count > ScenarioLimits.valueBytes { return out }
         }
         return out + rest
     }
