@@ -52,7 +52,8 @@ struct NodeReader {
 
     /// `${name}` is the matrix value; `$${` is a literal `${` (for shell commands).
     mutating func substitute(_ text: String, _ node: Node) -> String? {
-        guard text.contains("${") else { return text }
+        // A byte scan first (Foundation's contains(String) dominated loading a large matrix).
+        guard text.utf8.contains(UInt8(ascii: "$")), text.contains("${") else { return text }
         var out = ""
         var rest = Substring(text)
         while let start = rest.range(of: "${") {
@@ -173,7 +174,7 @@ struct NodeReader {
     }
 
     static func parseInteger(_ text: String) -> Int? {
-        let cleaned = text.replacingOccurrences(of: "_", with: "")
+        let cleaned = text.utf8.contains(UInt8(ascii: "_")) ? String(text.filter { $0 != "_" }) : text
         if cleaned.hasPrefix("0x") || cleaned.hasPrefix("0X") { return Int(cleaned.dropFirst(2), radix: 16) }
         return Int(cleaned)
     }

@@ -10,7 +10,7 @@ public enum ScenarioLimits {
     /// Testcases one file's matrix makes (the product of its dimensions' sizes, checked before expanding).
     public static let matrixCombinations = 4096
     /// YAML nodes × matrix combinations: the loader reads the whole tree once per combination.
-    public static let loaderWork = 4_000_000
+    public static let loaderWork = 250_000
     /// Steps one worker (or setup) may execute, counted statically: `repeat: N` multiplies its body
     /// (`repeat: { for: D }` counts its body once: the timeout bounds it).
     public static let executedSteps = 1_000_000_000

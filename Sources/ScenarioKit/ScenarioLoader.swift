@@ -235,7 +235,7 @@ public enum ScenarioLoader {
             product = next.overflow ? Int.max : next.partialValue
         }
         if product > limit {
-            let sizes = dimensions.map { "\($0.values.count)" }.joined(separator: " × ")
+            let sizes = dimensions.count > 8 ? "\(dimensions.count) dimensions of \(dimensions.map(\.values.count).min() ?? 0) to \(dimensions.map(\.values.count).max() ?? 0) values" : dimensions.map { "\($0.values.count)" }.joined(separator: " × ")
             let shown = product == Int.max ? "more than \(Int.max)" : "\(product)"
             reader.fail(node, "the matrix makes \(sizes) = \(shown) combinations; at most \(limit)")
             return [[]]
