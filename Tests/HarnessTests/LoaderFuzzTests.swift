@@ -12,7 +12,7 @@ import Glibc
 /// through `shm-harness validate` (exit 0 or 2, never a signal, under 5 s, under 1 GB of RSS).
 ///
 /// Deterministic: `SHM_HARNESS_FUZZ_SEED` (default 1) picks the mutations; `SHM_HARNESS_FUZZ_COUNT` (default
-/// 1500) and `SHM_HARNESS_FUZZ_BINARY_COUNT` (default 40) set how many files, for longer runs by hand.
+/// 1000) and `SHM_HARNESS_FUZZ_BINARY_COUNT` (default 30) set how many files, for longer runs by hand.
 @Suite struct LoaderFuzzTests {
     /// SplitMix64: the same seed gives the same files on every machine.
     struct Random {
@@ -111,8 +111,8 @@ import Glibc
         let corpus = try Self.corpus()
         #expect(corpus.count >= 10)
         let seed = UInt64(Self.environmentNumber("SHM_HARNESS_FUZZ_SEED", 1))
-        let count = Self.environmentNumber("SHM_HARNESS_FUZZ_COUNT", 1500)
-        let binaryCount = Self.environmentNumber("SHM_HARNESS_FUZZ_BINARY_COUNT", 40)
+        let count = Self.environmentNumber("SHM_HARNESS_FUZZ_COUNT", 1000)
+        let binaryCount = Self.environmentNumber("SHM_HARNESS_FUZZ_BINARY_COUNT", 30)
         var random = Random(state: seed)
         let directory = temporaryPath("fuzz")
         #expect(mkdir(directory, 0o700) == 0)
