@@ -62,6 +62,7 @@ struct Interpreter {
         }
         let total = workers.reduce(0) { $0 + $1.count }
         if total > Self.maxWorkers { reader.fail(value("workers"), "\(total) worker processes; at most \(Self.maxWorkers)") }
+        checkPlannedSteps(workers, node: value("workers"))
         let expect = value("expect").flatMap { expectation($0, ids: ids) } ?? ScenarioExpectation(memory: [], checkLeaks: true)
 
         var classname = "scenarios"

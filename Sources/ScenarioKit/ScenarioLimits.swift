@@ -14,6 +14,10 @@ public enum ScenarioLimits {
     /// Steps one worker (or setup) may execute, counted statically: `repeat: N` multiplies its body
     /// (`repeat: { for: D }` counts its body once: the timeout bounds it).
     public static let executedSteps = 1_000_000_000
+    /// Plan lines the runner writes for one testcase: each worker process gets its own plan, so a worker's
+    /// steps (as written, a repeat's body once) count once per process (`count:`). Plans live in the temp
+    /// folder, often tmpfs (memory).
+    public static let plannedSteps = 1_000_000
     /// Any single value in the file (a summary, a command argument, hex bytes).
     public static let valueBytes = 65_536
     /// A segment's legacy key, in UTF-8 bytes. Qt's object name is a prefix (at most 19 bytes with POSIX's

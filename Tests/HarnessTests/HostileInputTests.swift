@@ -54,6 +54,8 @@ import Glibc
             """, 4, 16, "more than 100000 YAML nodes once aliases are expanded"),
         ("executed steps", "workers:\n  - steps:\n      - repeat: 1000000\n        steps:\n          - repeat: 1001\n            steps:\n              - sleep: 1ms\n",
          3, 7, "would execute 1001000000 steps (repeat counts multiply); at most 1000000000"),
+        ("planned steps", "workers:\n  - count: 4096\n    steps:\n" + String(repeating: "      - sleep: 1ms\n", count: 250),
+         2, 3, "the workers' plans would hold 1024000 steps (each worker process gets its own plan: steps × count); at most 1000000"),
         ("key length", "resources:\n  s: {kind: segment, size: 64, key: \(String(repeating: "k", count: 300))}\nworkers:\n  - steps:\n      - attach: s\n",
          2, 37, "the segment key is 300 bytes long; at most 128"),
         ("resource id length", "resources:\n  \(String(repeating: "r", count: 65)): {kind: memfd, size: 4096}\nworkers:\n  - steps:\n      - sleep: 1ms\n",
