@@ -14,7 +14,10 @@ struct HostileTestError: Error, CustomStringConvertible {
 /// process's children.
 struct Measured {
     var status: Int32
+    /// Wall-clock time.
     var seconds: Double
+    /// The child's own CPU time (user + system), which a loaded machine does not inflate.
+    var cpuSeconds: Double
     /// The child's peak resident set (KiB), from its rusage.
     var maxRSSKiB: Int
     var stdout: String
@@ -24,7 +27,7 @@ struct Measured {
     var exitCode: Int32? { SpawnedProcess.exitCode(status) }
     var signal: Int32? { SpawnedProcess.signal(status) }
     var summary: String {
-        "\(exitCode.map { "exit \($0)" } ?? "signal \(signal ?? -1)") in \(String(format: "%.2f", seconds)) s, max RSS \(maxRSSKiB / 1024) MiB\(timedOut ? " (killed at the deadline)" : ""); stderr: \(stderr.prefix(400))"
+        "\(exitCode.map { "exit \($0)" } ?? "signal \(signal ?? -1)") in \(String(format: "%.2f", seconds)) s (CPU \(String(format: "%.2f", cpuSeconds)) s), max RSS \(maxRSSKiB / 1024) MiB\(timedOut ? " (killed at the deadline)" : ""); stderr: \(stderr.prefix(400))"
     }
 
     /// What standard error is: a file the test reads, closed (`2>&-`), or a pipe nobody reads any more.
@@ -102,7 +105,8 @@ struct Measured {
         let seconds = Date().timeIntervalSince(start)
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return Measured(status: status, seconds: seconds, maxRSSKiB: Int(usage.ru_maxrss), stdout: out, stderr: err, timedOut: timedOut)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        return Measured(status: status, seconds: seconds, cpuSeconds: cpu, maxRSSKiB: Int(usage.ru_maxrss), stdout: out, stderr: err, timedOut: timedOut)
     }
 }
 
