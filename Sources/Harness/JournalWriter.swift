@@ -17,7 +17,7 @@ struct JournalWriter: Sendable {
         do throws(SharedMemoryError) {
             _ = try JournalDirectory.prepare()
         } catch {
-            FileHandle.standardError.write(Data("shm-harness: no run journal (\(error)); a crash of this run would leave objects for `clean --stale` to find by name only\n".utf8))
+            StandardError.write("shm-harness: no run journal (\(error)); a crash of this run would leave objects for `clean --stale` to find by name only\n")
             return nil
         }
         let writer = JournalWriter(path: JournalDirectory.path(forToken: token))

@@ -35,18 +35,9 @@ public final class ProgressReporter: @unchecked Sendable {
 
     deinit { timer?.cancel() }
 
-    public func say(_ text: String) {
-        var text = text
-        text.withUTF8 { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let n = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }  // EPIPE, EBADF, a full disk: progress is not worth failing the run for
-                offset += n
-            }
-        }
-    }
+    /// Writes to standard error with write(2): a closed or broken stderr (EBADF, EPIPE with SIGPIPE ignored)
+    /// loses the progress, never the run. (Foundation's FileHandle.write traps on such an error.)
+    public func say(_ text: String) { StandardError.write(text) }
 
     /// A testcase name or message for a log: control characters (ESC, CR, ...) become visible `\u{..}`.
     static func printable(_ text: String) -> String {
@@ -143,6 +134,23 @@ public final class ProgressReporter: @unchecked Sendable {
                 say("slowest: " + slowest.map { "\($0.classname).\($0.name) \(String(format: "%.2f", $0.time))s" }.joined(separator: ", ") + "\n")
             }
             say("report: \(reportPath)\n")
+        }
+    }
+}
+
+/// Standard error through write(2), ignoring errors: progress and warnings must never stop a run.
+public enum StandardError {
+    public static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.write(2, base + offset, buffer.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                offset += n
+            }
         }
     }
 }

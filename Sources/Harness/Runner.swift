@@ -182,8 +182,7 @@ public struct Runner {
         let properties = MachineProperties.collect(version: version) + notes
         let context = ReportContext(hostname: MachineProperties.hostname(), timestamp: MachineProperties.timestamp(), properties: properties)
         let xml = JUnitWriter.render(results, context: context)
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        // The folder must exist (`run` checks it before anything runs): a run creates no folder outside its own.
         try xml.write(toFile: path, atomically: true, encoding: .utf8)
     }
 }

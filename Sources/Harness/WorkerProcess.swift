@@ -36,19 +36,19 @@ public enum WorkerProcess {
         // The runner asks a worker that ran out of time where it is (SIGUSR1) before it kills it.
         _ = shm_shim_install_step_reporter()
         guard let text = try? String(contentsOfFile: planPath, encoding: .utf8) else {
-            Foundation.FileHandle.standardError.write(Data("shm-harness worker: cannot read the plan \(planPath)\n".utf8))
+            StandardError.write("shm-harness worker: cannot read the plan \(planPath)\n")
             return 2
         }
         let plan: Plan
         do {
             plan = try Plan.parse(text)
         } catch {
-            Foundation.FileHandle.standardError.write(Data("shm-harness worker: \(planPath): \(error)\n".utf8))
+            StandardError.write("shm-harness worker: \(planPath): \(error)\n")
             return 2
         }
         if let user {
             if let reason = UserDrop.drop(to: user) {
-                Foundation.FileHandle.standardError.write(Data("shm-harness worker: cannot run as \(user): \(reason)\n".utf8))
+                StandardError.write("shm-harness worker: cannot run as \(user): \(reason)\n")
                 return 3
             }
             // Changing credentials clears the parent-death signal: ask again.

@@ -154,7 +154,7 @@ extension Interpreter {
             action = .seal(resource: res, seals: list.compactMap { reader.choice($0, "seal", as: Seal.self) })
         case .barrier:
             if let name = reader.string(value, "barrier"), !name.isEmpty, !name.contains(" ") {
-                action = .barrier(name: name)
+                if reader.checkName(name, "the barrier name", value) { action = .barrier(name: name) }
             } else {
                 reader.fail(value, "a barrier needs a name without spaces")
             }

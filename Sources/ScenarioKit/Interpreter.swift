@@ -46,6 +46,7 @@ struct Interpreter {
         let kinds = Dictionary(resources.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
 
         let setup = value("setup").flatMap { steps($0, resources: kinds, inSetup: true) } ?? []
+        if let node = value("setup") { checkExecutedSteps(setup, node: node, what: "setup") }
         var workers: [WorkerSpec] = []
         if let node = value("workers"), let list = reader.list(node, "workers") {
             for (index, item) in list.enumerated() {
@@ -61,6 +62,7 @@ struct Interpreter {
         }
         let total = workers.reduce(0) { $0 + $1.count }
         if total > Self.maxWorkers { reader.fail(value("workers"), "\(total) worker processes; at most \(Self.maxWorkers)") }
+        checkPlannedSteps(workers, node: value("workers"))
         let expect = value("expect").flatMap { expectation($0, ids: ids) } ?? ScenarioExpectation(memory: [], checkLeaks: true)
 
         var classname = "scenarios"
@@ -83,6 +85,7 @@ struct Interpreter {
             reader.fail(keyNode, "resource ids are plain words (letters, digits, - and _), not '\(id)'")
             return nil
         }
+        guard reader.checkName(id, "the resource id", keyNode) else { return nil }
         guard let entries = reader.mapping(node, "resource '\(id)'", allowed: Self.resourceKeys) else { return nil }
         func value(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
         guard let kindNode = value("kind") else {
@@ -111,6 +114,10 @@ struct Interpreter {
                 spec.key = id
             }
             if spec.key?.isEmpty == true { reader.fail(value("key"), "a segment key must not be empty") }
+            if let key = spec.key, key.utf8.count > ScenarioLimits.keyBytes {
+                reader.fail(value("key") ?? keyNode, "the segment key is \(key.utf8.count) bytes long; at most \(ScenarioLimits.keyBytes) (Qt's object name, with the run's suffix, must fit a file name: NAME_MAX 255)")
+                spec.key = nil
+            }
         }
         if let node = value("size") {
             spec.size = reader.size(node, "size")
@@ -129,7 +136,13 @@ struct Interpreter {
         if [.futex, .robustMutex].contains(spec.lock), let size = spec.size, spec.lockOffset + 64 > size {
             reader.fail(value("lock-offset") ?? value("size"), "the lock's 64 bytes at offset \(spec.lockOffset) do not fit in \(size) bytes")
         }
-        if let node = value("dir") { spec.directory = reader.string(node, "dir") } else if kind == .file { spec.directory = "tmpfs" }
+        if let node = value("dir") {
+            spec.directory = reader.string(node, "dir")
+            if let dir = spec.directory, dir.utf8.count > ScenarioLimits.directoryBytes {
+                reader.fail(node, "dir is \(dir.utf8.count) bytes long; at most \(ScenarioLimits.directoryBytes) (the file's path must fit PATH_MAX)")
+                spec.directory = nil
+            }
+        } else if kind == .file { spec.directory = "tmpfs" }
         if let node = value("private") { spec.isPrivate = reader.bool(node, "private") ?? false }
         if let node = value("seals"), let list = reader.list(node, "seals") {
             spec.seals = list.compactMap { reader.choice($0, "seal", as: Seal.self) }
@@ -144,6 +157,7 @@ struct Interpreter {
         if name.isEmpty || name.contains("/") || name.contains(" ") {
             reader.fail(value("name"), "worker names are words without '/' or spaces, not '\(name)'")
         }
+        _ = reader.checkName(name, "the worker name", value("name"))
         let count = value("count").flatMap { reader.int($0, "count", range: 1...Self.maxWorkers) } ?? 1
         let impl = value("impl").flatMap { reader.choice($0, "impl", as: WorkerImpl.self) } ?? .swift
         var command: [String] = []
@@ -160,6 +174,7 @@ struct Interpreter {
             if impl == .exec { reader.fail(node, "an exec worker runs its command; it has no steps") }
             steps = self.steps(node, resources: resources, inSetup: false) ?? []
             checkRegisterUse(steps)
+            checkExecutedSteps(steps, node: node, what: "worker '\(name)'")
         } else if impl != .exec {
             reader.fail(node, "worker '\(name)' needs steps:")
         }

@@ -32,12 +32,32 @@ struct NodeReader {
             fail(node, "\(what) must be a single value, not \(Self.describe(node))")
             return nil
         }
-        return substitute(scalar.string, node)
+        guard scalar.string.utf8.count <= ScenarioLimits.valueBytes else {
+            fail(node, "\(what) is \(scalar.string.utf8.count) bytes long; a value is at most \(ScenarioLimits.valueBytes) bytes")
+            return nil
+        }
+        guard let text = substitute(scalar.string, node) else { return nil }
+        guard text.utf8.count <= ScenarioLimits.valueBytes else {
+            fail(node, "\(what) is \(text.utf8.count) bytes long once ${...} is substituted; a value is at most \(ScenarioLimits.valueBytes) bytes")
+            return nil
+        }
+        return text
+    }
+
+    /// A name that becomes part of a file name, an environment name or a plan line: at most
+    /// ``ScenarioLimits/nameBytes``.
+    mutating func checkName(_ name: String, _ what: String, _ node: Node?) -> Bool {
+        guard name.utf8.count <= ScenarioLimits.nameBytes else {
+            fail(node, "\(what) is \(name.utf8.count) bytes long; at most \(ScenarioLimits.nameBytes)")
+            return false
+        }
+        return true
     }
 
     /// `${name}` is the matrix value; `$${` is a literal `${` (for shell commands).
     mutating func substitute(_ text: String, _ node: Node) -> String? {
-        guard text.contains("${") else { return text }
+        // A byte scan first (Foundation's contains(String) dominated loading a large matrix).
+        guard text.utf8.contains(UInt8(ascii: "$")), text.contains("${") else { return text }
         var out = ""
         var rest = Substring(text)
         while let start = rest.range(of: "${") {
@@ -59,6 +79,8 @@ struct NodeReader {
             }
             out += value
             rest = rest[rest.index(after: end)...]
+            // `${x}${x}...` must not multiply a long matrix value without bound.
+            if out.utf8.count > ScenarioLimits.valueBytes { return out }
         }
         return out + rest
     }
@@ -156,7 +178,7 @@ struct NodeReader {
     }
 
     static func parseInteger(_ text: String) -> Int? {
-        let cleaned = text.replacingOccurrences(of: "_", with: "")
+        let cleaned = text.utf8.contains(UInt8(ascii: "_")) ? String(text.filter { $0 != "_" }) : text
         if cleaned.hasPrefix("0x") || cleaned.hasPrefix("0X") { return Int(cleaned.dropFirst(2), radix: 16) }
         return Int(cleaned)
     }

@@ -22,6 +22,7 @@ struct ShmHarness: ParsableCommand {
 
     /// Exit codes: 0 success, 1 an operation failed, 2 the input is unusable (a bad flag or value).
     static func main() {
+        prepareStandardDescriptors()
         // `help scenarios`, `scenarios --help`: the scenario format reference, not a generated usage text.
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments == ["help", "scenarios"] || (arguments.first == "scenarios" && arguments.count == 2 && ["--help", "-h", "help"].contains(arguments[1])) {
@@ -30,6 +31,8 @@ struct ShmHarness: ParsableCommand {
         }
         do {
             var command = try parseAsRoot()
+            // A worker keeps the default: what it executes (exec workers) inherits an ignored SIGPIPE.
+            if command is WorkerCommand { signal(SIGPIPE, SIG_DFL) }
             try command.run()
         } catch let error as SharedMemoryError {
             writeStandardError("shm-harness: \(error)\n")
@@ -48,6 +51,21 @@ struct ShmHarness: ParsableCommand {
             Glibc.exit(code == .validationFailure || code.rawValue == 64 ? 2 : code.rawValue)
         }
     }
+}
+
+/// Started with stdin, stdout or stderr closed (`2>&-`), the first file or pipe the process opens would get that
+/// number and progress text would land in it: /dev/null takes the place first. A reader of stdout or stderr
+/// that goes away (`| head -2`) gives EPIPE, not SIGPIPE: the run goes on, writes its report and cleans up.
+/// Workers get SIGPIPE's default action back when they are spawned.
+func prepareStandardDescriptors() {
+    for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
+        let opened = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
+        if opened >= 0 && opened != fd {
+            dup2(opened, fd)
+            close(opened)
+        }
+    }
+    signal(SIGPIPE, SIG_IGN)
 }
 
 /// A failure the CLI reports itself, with its exit code.

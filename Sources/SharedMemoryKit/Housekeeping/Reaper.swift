@@ -435,7 +435,8 @@ public final class Reaper {
         let status: stat
         switch HousekeepingIO.lstatus(path) {
         case .success(let value): status = value
-        case .failure(.noSuchFileOrDirectory): return nil
+        // A name longer than NAME_MAX (a journal of a run that failed to make it) names nothing.
+        case .failure(.noSuchFileOrDirectory), .failure(.fileNameTooLong): return nil
         case .failure(let err): return emit(label, .failed(site.error("lstat", err, detail: path)))
         }
         handled.insert("file \(path)")
@@ -484,7 +485,8 @@ public final class Reaper {
         let status: stat
         switch HousekeepingIO.lstatus(path) {
         case .success(let value): status = value
-        case .failure(.noSuchFileOrDirectory): return nil
+        // A name longer than NAME_MAX (a journal of a run that failed to make it) names nothing.
+        case .failure(.noSuchFileOrDirectory), .failure(.fileNameTooLong): return nil
         case .failure(let err): return emit(label, .failed(site.error("lstat", err, detail: path)))
         }
         handled.insert("file \(path)")

@@ -86,5 +86,6 @@ public struct NativeIPCKey: Hashable, Sendable, CustomStringConvertible {
         hasher.combine(nativeKey)
     }
 
-    public var description: String { toString() ?? "invalid key" }
+    /// Qt's string form; a key too long to name any object is abbreviated (see ``boundedDescription``).
+    public var description: String { boundedDescription }
 }

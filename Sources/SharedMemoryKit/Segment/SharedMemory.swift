@@ -266,6 +266,9 @@ public final class SharedMemory {
         guard !key.nativeKey.isEmpty else { throw site.refusal(.keyError, "the key is empty") }
         guard key.type.isSupported else { throw site.refusal(.keyError, "unsupported key type \(key.type) on this platform") }
         try KeyPathPolicy.check(key, allowAnyPath: options.allowAnyPath, site: site)
+        if let problem = key.nameLengthProblem(semaphore: false) ?? key.lockSemaphoreKey().nameLengthProblem(semaphore: true) {
+            throw site.refusal(.keyError, problem)
+        }
     }
 
     private func makeBackend() -> any SegmentBackend {

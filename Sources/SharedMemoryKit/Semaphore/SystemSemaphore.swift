@@ -62,6 +62,7 @@ public final class SystemSemaphore {
         self.options = options
         let site = CallSite(operation: "open semaphore", object: key.description)
         guard !key.nativeKey.isEmpty else { throw site.refusal(.keyError, "the key is empty") }
+        if let problem = key.nameLengthProblem(semaphore: true) { throw site.refusal(.keyError, problem) }
         guard initialValue >= 0, initialValue <= Int(Int32.max) else {
             throw site.refusal(.invalidSize, "initial value \(initialValue) is out of range")
         }

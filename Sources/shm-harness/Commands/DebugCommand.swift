@@ -79,7 +79,7 @@ struct DebugCommand: ParsableCommand {
         @OptionGroup var keyOptions: KeyOptions
         @Argument var operation: String
         @Option var count: Int = 1
-        @Option var timeout: Double?
+        @Option(parsing: .unconditional, transform: { try NumberArgument.seconds($0) }) var timeout: Double?
         @Option var initialValue: Int = 0
         @Flag(help: "Stay until a line on stdin before closing.") var hold = false
         @Flag(help: "Release after each acquire.") var releaseAfter = false

@@ -137,7 +137,7 @@ struct FileDebugCommand: ParsableCommand {
     struct ProbeLock: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "probe-lock")
         @OptionGroup var target: Target
-        @Option(help: "Seconds to wait; without it, try once.") var timeout: Double?
+        @Option(parsing: .unconditional, help: "Seconds to wait; without it, try once.", transform: { try NumberArgument.seconds($0) }) var timeout: Double?
 
         func run() throws {
             let shared = try Counter(target)

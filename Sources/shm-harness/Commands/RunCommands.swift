@@ -48,7 +48,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Run only testcases whose classname.name, name or file matches this glob (repeatable).")
     var filter: [String] = []
 
-    @Option(help: "How many testcases run at once.")
+    @Option(parsing: .unconditional, help: "How many testcases run at once (1 to 1024).", transform: { try NumberArgument.count($0, range: 1...1024) })
     var jobs = 1
 
     @Option(help: "Run the K-th of N stable slices of the testcases (e.g. 2/4), for CI matrices.")
@@ -70,6 +70,10 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if let problem = RunArgumentChecks.reportProblem(junit) { throw ValidationError(problem) }
+        for glob in filter {
+            if let problem = RunArgumentChecks.globProblem(glob) { throw ValidationError("--filter '\(glob)' is not a valid glob: \(problem)") }
+        }
     }
 
     func run() throws {
@@ -149,6 +153,12 @@ struct ListCommand: ParsableCommand {
 
     @Option(help: "Only these tags.") var tag: [String] = []
     @Option(help: "Only testcases matching this glob.") var filter: [String] = []
+
+    func validate() throws {
+        for glob in filter {
+            if let problem = RunArgumentChecks.globProblem(glob) { throw ValidationError("--filter '\(glob)' is not a valid glob: \(problem)") }
+        }
+    }
 
     func run() throws {
         let roots = paths.isEmpty ? ["scenarios"] : paths

@@ -15,20 +15,18 @@ struct CreateCommand: ParsableCommand {
 
     @OptionGroup var keyOptions: KeyOptions
 
-    @Option(help: "The size in bytes.")
+    @Option(parsing: .unconditional, help: "The size in bytes.", transform: { try NumberArgument.count($0) })
     var size: Int
 
-    @Option(help: "Seconds to hold the segment before detaching (default: until SIGINT or SIGTERM).")
+    @Option(
+        parsing: .unconditional, help: "Seconds to hold the segment before detaching (default: until SIGINT or SIGTERM).",
+        transform: { try NumberArgument.seconds($0) })
     var holdSeconds: Double?
 
-    @Option(help: "Seconds that creating and the final detach may wait for the segment's lock (default: 30).")
+    @Option(
+        parsing: .unconditional, help: "Seconds that creating and the final detach may wait for the segment's lock (default: 30).",
+        transform: { try NumberArgument.seconds($0) })
     var lockTimeout: Double = 30
-
-    func validate() throws {
-        if let holdSeconds, holdSeconds < 0 || !holdSeconds.isFinite || holdSeconds > 1e9 {
-            throw ValidationError("--hold-seconds must be a number of seconds from 0 to 1000000000")
-        }
-    }
 
     func run() throws {
         // Block the signals first, so that one arriving during create is not lost and detach still runs.
@@ -63,16 +61,18 @@ struct DumpCommand: ParsableCommand {
 
     @OptionGroup var keyOptions: KeyOptions
 
-    @Option(help: "The first byte to write.")
+    @Option(parsing: .unconditional, help: "The first byte to write.", transform: { try NumberArgument.count($0) })
     var offset: Int = 0
 
-    @Option(help: "How many bytes (default: to the end of the segment).")
+    @Option(parsing: .unconditional, help: "How many bytes (default: to the end of the segment).", transform: { try NumberArgument.count($0) })
     var length: Int?
 
     @Flag(help: "Read without taking the segment's lock (not even to attach and detach).")
     var noLock = false
 
-    @Option(help: "Seconds that each wait for the lock may take, attach and detach included (default: 30).")
+    @Option(
+        parsing: .unconditional, help: "Seconds that each wait for the lock may take, attach and detach included (default: 30).",
+        transform: { try NumberArgument.seconds($0) })
     var lockTimeout: Double = 30
 
     func run() throws {
@@ -101,13 +101,15 @@ struct WriteCommand: ParsableCommand {
 
     @OptionGroup var keyOptions: KeyOptions
 
-    @Option(help: "Where to write.")
+    @Option(parsing: .unconditional, help: "Where to write.", transform: { try NumberArgument.count($0) })
     var offset: Int = 0
 
     @Flag(help: "Write without taking the segment's lock (not even to attach and detach).")
     var noLock = false
 
-    @Option(help: "Seconds that each wait for the lock may take, attach and detach included (default: 30).")
+    @Option(
+        parsing: .unconditional, help: "Seconds that each wait for the lock may take, attach and detach included (default: 30).",
+        transform: { try NumberArgument.seconds($0) })
     var lockTimeout: Double = 30
 
     func run() throws {
