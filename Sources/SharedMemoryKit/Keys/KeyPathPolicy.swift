@@ -34,11 +34,11 @@ public enum KeyPathPolicy {
         guard key.type.isSystemV, !key.nativeKey.isEmpty else { return nil }
         var path = key.nativeKey
         if !path.hasPrefix("/") {
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            guard getcwd(&buffer, buffer.count) != nil else {
+            guard let cwd = getcwd(nil, 0) else {
                 return "cannot resolve the relative key path \(path) (getcwd failed)"
             }
-            path = String(cString: buffer) + "/" + path
+            defer { free(cwd) }
+            path = String(cString: cwd) + "/" + path
         }
         let cleaned = TempDirectory.cleanPath(path)
         let folder = cleaned.lastIndex(of: "/").map { $0 == cleaned.startIndex ? "/" : String(cleaned[..<$0]) } ?? "/"
