@@ -126,8 +126,12 @@ void shmh_sha1(const void *data, size_t len, uint8_t digest[20]);
  * Options shared by segments and semaphores.
  */
 struct shmh_options {
-    int allow_foreign_owner;      /* use objects another uid owns (off by default) */
+    /* use objects another uid owns or created (off by default: a System V object only when its owner and its
+     * creator are this user, a file only when this user owns it); objects used so are never removed */
+    int allow_foreign_owner;
     int64_t operation_timeout_ns; /* how long create/attach/detach wait for the lock; < 0 forever */
+    /* accept a System V key file outside the temp folder and $XDG_RUNTIME_DIR (off by default) */
+    int allow_any_path;
 };
 #define SHMH_DEFAULT_OPERATION_TIMEOUT_NS (30LL * 1000000000LL)
 void shmh_options_default(struct shmh_options *options);
@@ -178,6 +182,9 @@ int shmh_segment_is_attached(const struct shmh_segment *seg);
 size_t shmh_segment_size(const struct shmh_segment *seg);
 void *shmh_segment_data(const struct shmh_segment *seg);
 const struct shmh_key *shmh_segment_key(const struct shmh_segment *seg);
+/* The size of an attached POSIX segment's file now (fstat): another process may shrink it under the mapping,
+ * and touching a page that is gone raises SIGBUS. -1 for System V (it cannot shrink) or when not attached. */
+long long shmh_segment_file_size(const struct shmh_segment *seg);
 /* Detaches if attached, closes the lock semaphore (removing it if no process is attached), frees. */
 void shmh_segment_free(struct shmh_segment *seg);
 

@@ -5,7 +5,9 @@
 #include "shmh.h"
 
 #include <stdbool.h>
+#include <sys/ipc.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* --- failures (errors.c) --- */
 
@@ -65,6 +67,10 @@ bool shmh_objfile_claim_for_removal(struct shmh_objfile *f, int slot);
 bool shmh_objfile_is_managed(const struct shmh_objfile *f);
 int shmh_objfile_mark_managed(struct shmh_objfile *f, mode_t mode, const struct shmh_site *site);
 void shmh_objfile_unlink_if_still_at_path(const struct shmh_objfile *f);
+/* Ownership proof for removals: the library's mark (read fresh) on a file this user owns. */
+bool shmh_objfile_provably_ours(struct shmh_objfile *f);
+/* The key-file removal rule: provably ours, empty, no usage record in any slot, still at its path. */
+bool shmh_objfile_may_remove_key_file(struct shmh_objfile *f);
 
 /* --- OFD locks (lockfile.c) --- */
 /* type 0 read, 1 write, 2 unlock. */
@@ -79,6 +85,17 @@ char *shmh_key_directory(const struct shmh_key *key);
 const char *shmh_key_describe(const struct shmh_key *key, char *buf, size_t len);
 /* The POSIX name without its leading slashes, or NULL if it is not exactly one path component. */
 const char *shmh_posix_bare_name(const struct shmh_key *key);
+/* The key path rule: a System V key file must be in the temp folder or $XDG_RUNTIME_DIR (or below) unless
+ * allow_any_path; -1 with a key-error naming the key and the rule otherwise. */
+int shmh_check_key_path(const struct shmh_key *key, bool allow_any_path, const struct shmh_site *site);
+
+/* A System V object is this user's when both its owner (uid, which IPC_SET changes) and its creator (cuid,
+ * which nothing changes) are the effective uid (root: root). */
+static inline bool shmh_ipc_perm_is_mine(const struct ipc_perm *perm) {
+    uid_t me = geteuid();
+    return perm->uid == me && perm->cuid == me;
+}
+
 /* Allocating sprintf. */
 char *shmh_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -109,6 +126,11 @@ int shmh_sem_posix_acquire(struct shmh_sem *sem, int64_t deadline, bool try_only
 int shmh_sem_posix_release(struct shmh_sem *sem, long n, const struct shmh_site *site);
 int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_site *site);
 void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused);
+/* No process but this one can hold a unit: no other open file description records a use of the semaphore's
+ * file and no other process maps it (see acquire_for_operation in segment.c). */
+bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem);
+/* Whether a process other than `except` maps a file on /dev/shm with this inode (/proc/PID/maps). */
+bool shmh_any_process_maps(unsigned long long inode, pid_t except);
 
 /* --- segment backends (segment_sysv.c, segment_posix.c) --- */
 struct shmh_backend {

@@ -132,6 +132,61 @@ int shmh_qt_temp_path(char *buf, size_t len) {
     return rc;
 }
 
+/* Whether folder `dir` is `root` or below it. */
+static bool folder_inside(const char *dir, const char *root) {
+    size_t n = strlen(root);
+    if (n == 1 && root[0] == '/') return true;
+    return strncmp(dir, root, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
+}
+
+/* The key path rule (Keys/KeyPathPolicy.swift): a System V key file is in the temp folder or $XDG_RUNTIME_DIR
+ * (or below), its folder resolved with realpath; anything else is refused unless the caller opted in. */
+int shmh_check_key_path(const struct shmh_key *key, bool allow_any_path, const struct shmh_site *site) {
+    if (allow_any_path || !shmh_key_is_systemv(key->type) || key->native_len == 0) return 0;
+    char *absolute;
+    if (key->native[0] == '/') {
+        absolute = strdup(key->native);
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd)) return shmh_fail_call(site, "getcwd", SHMH_OP_GENERIC, errno, "%s", key->native);
+        absolute = shmh_strdup_printf("%s/%s", cwd, key->native);
+    }
+    char *cleaned = absolute ? clean_path(absolute) : NULL;
+    free(absolute);
+    if (!cleaned) return shmh_fail_call(site, "malloc", SHMH_OP_GENERIC, ENOMEM, NULL);
+    char *slash = strrchr(cleaned, '/');
+    char *folder = slash && slash != cleaned ? strndup(cleaned, (size_t)(slash - cleaned)) : strdup("/");
+    char *real = folder ? realpath(folder, NULL) : NULL;
+    const char *where = real ? real : folder;
+    char temp[PATH_MAX];
+    bool ok = false;
+    if (where && shmh_qt_temp_path(temp, sizeof temp) == 0) {
+        ok = folder_inside(where, temp);
+        const char *runtime = getenv("XDG_RUNTIME_DIR");
+        if (!ok && runtime && runtime[0] == '/') {
+            char *runtime_clean = clean_path(runtime);
+            char *runtime_real = runtime_clean ? realpath(runtime_clean, NULL) : NULL;
+            ok = (runtime_clean && folder_inside(where, runtime_clean)) || (runtime_real && folder_inside(where, runtime_real));
+            free(runtime_real);
+            free(runtime_clean);
+        }
+    } else {
+        strcpy(temp, "?");
+    }
+    free(real);
+    free(folder);
+    int rc = 0;
+    if (!ok) {
+        const char *runtime = getenv("XDG_RUNTIME_DIR");
+        rc = shmh_fail_refuse(site, SHMH_KEY_ERROR, EINVAL,
+                              "the key names the file %s, which is outside the temp folder %s and the runtime folder %s; "
+                              "System V key files must be in one of them (set allow_any_path to use any path)",
+                              cleaned, temp, runtime ? runtime : "($XDG_RUNTIME_DIR, unset)");
+    }
+    free(cleaned);
+    return rc;
+}
+
 int shmh_key_legacy(struct shmh_key *out, const char *legacy, size_t len, uint16_t type, enum shmh_kind kind,
                     const char *tempdir) {
     if (legacy && len == (size_t)-1) len = strlen(legacy);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
+#include <sys/stat.h>
 
 struct shmh_segment {
     struct shmh_key key;
@@ -73,7 +74,7 @@ static int check_key(struct shmh_segment *seg, const struct shmh_site *site) {
     if (!shmh_key_is_systemv(seg->key.type) && seg->key.type != SHMH_TYPE_POSIX)
         return shmh_fail_refuse(site, SHMH_KEY_ERROR, EINVAL, "unsupported key type %u on this platform",
                                 (unsigned)seg->key.type);
-    return 0;
+    return shmh_check_key_path(&seg->key, seg->options.allow_any_path, site);
 }
 
 static void close_semaphore(struct shmh_segment *seg, bool remove_if_unused) {
@@ -82,6 +83,40 @@ static void close_semaphore(struct shmh_segment *seg, bool remove_if_unused) {
 }
 
 enum body { BODY_CREATE, BODY_ATTACH, BODY_DETACH };
+
+/* The lock for create, attach and detach, waiting at most the operation timeout. A POSIX semaphore has no
+ * SEM_UNDO: a process that dies holding it leaves it taken for ever. When no process but this one can hold
+ * it (no other usage record on the semaphore's file, no other process mapping it: every sem_open maps it),
+ * whoever took the unit is dead, and this handle takes its place (releasing it when done repairs the
+ * semaphore). Tried at once and after every second of waiting (a holder may die while we wait); as
+ * SharedMemory.acquireForOperation. */
+static int acquire_for_operation(struct shmh_segment *seg) {
+    struct shmh_failure saved;
+    shmh_fail_save(&saved);
+    if (shmh_sem_try_acquire(seg->semaphore) == 0) return 0;
+    if (shmh_last_failure()->code != SHMH_BUSY) return -1;
+    shmh_fail_restore(&saved);
+    if (seg->semaphore->systemv) return shmh_sem_acquire(seg->semaphore, seg->options.operation_timeout_ns);
+    int64_t timeout = seg->options.operation_timeout_ns;
+    int64_t deadline = shmh_deadline(timeout);
+    for (;;) {
+        if (shmh_sem_posix_no_other_holder(seg->semaphore)) {
+            (void)shmh_sem_try_acquire(seg->semaphore); /* taken: ours now; still taken: the dead holder's is ours */
+            shmh_fail_restore(&saved);
+            return 0;
+        }
+        int64_t left = shmh_remaining(deadline); /* -1: no deadline */
+        if (left == 0) {
+            struct shmh_site site = {"acquire", &seg->semaphore->key, NULL};
+            return shmh_fail_refuse(&site, SHMH_LOCK_ERROR, ETIMEDOUT, "timed out after %.3f s waiting for the semaphore",
+                                    (double)timeout / 1e9);
+        }
+        int64_t slice = left < 0 || left > 1000000000LL ? 1000000000LL : left;
+        if (shmh_sem_acquire(seg->semaphore, slice) == 0) return 0;
+        if (shmh_last_failure()->code != SHMH_LOCK_ERROR) return -1;
+        shmh_fail_restore(&saved);
+    }
+}
 
 /* Opens the lock semaphore if needed, runs the body under the lock, releases it, and closes the semaphore
  * (removing it if unused) once no segment is attached. */
@@ -100,7 +135,7 @@ static int with_segment_lock(struct shmh_segment *seg, const struct shmh_site *s
         }
     }
     bool already_locked = seg->locked_by_me;
-    if (!already_locked && shmh_sem_acquire(seg->semaphore, seg->options.operation_timeout_ns) == -1) {
+    if (!already_locked && acquire_for_operation(seg) == -1) {
         int err = errno;
         struct shmh_failure saved;
         shmh_fail_save(&saved);
@@ -214,6 +249,13 @@ int shmh_segment_is_attached(const struct shmh_segment *seg) { return seg->attac
 size_t shmh_segment_size(const struct shmh_segment *seg) { return seg->attached ? seg->backend.size : 0; }
 void *shmh_segment_data(const struct shmh_segment *seg) { return seg->attached ? seg->backend.address : NULL; }
 const struct shmh_key *shmh_segment_key(const struct shmh_segment *seg) { return &seg->key; }
+
+long long shmh_segment_file_size(const struct shmh_segment *seg) {
+    if (!seg->attached || seg->backend.systemv || seg->backend.file.fd < 0) return -1;
+    struct stat st;
+    if (fstat(seg->backend.file.fd, &st) == -1) return -1;
+    return (long long)st.st_size;
+}
 
 void shmh_segment_free(struct shmh_segment *seg) {
     if (!seg) return;

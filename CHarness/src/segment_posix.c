@@ -100,15 +100,16 @@ int shmh_posix_segment_detach(struct shmh_backend *b, const struct shmh_site *si
 /* Unlinks the segment when this library created it and no other process using the library records a use. */
 bool shmh_posix_segment_destroy_if_unused(struct shmh_backend *b) {
     if (b->file.fd < 0) return false;
-    if (!shmh_objfile_is_managed(&b->file) || !shmh_objfile_claim_for_removal(&b->file, 0) ||
+    if (!shmh_objfile_provably_ours(&b->file) || !shmh_objfile_claim_for_removal(&b->file, 0) ||
         !shmh_objfile_still_at_path(&b->file))
         return false;
     shm_unlink(b->key->native);
     return true;
 }
 
-/* Whether a process maps a file on /dev/shm with this inode (/proc/PID/maps: the fifth field is the inode). */
-static bool any_process_maps(unsigned long long inode) {
+/* Whether a process other than `except` maps a file on /dev/shm with this inode (/proc/PID/maps: the fifth
+ * field is the inode). */
+bool shmh_any_process_maps(unsigned long long inode, pid_t except) {
     DIR *proc = opendir("/proc");
     if (!proc) return false;
     bool found = false;
@@ -117,6 +118,7 @@ static bool any_process_maps(unsigned long long inode) {
     size_t cap = 0;
     while (!found && (entry = readdir(proc))) {
         if (!isdigit((unsigned char)entry->d_name[0])) continue;
+        if (except > 0 && strtol(entry->d_name, NULL, 10) == (long)except) continue;
         char maps[300];
         snprintf(maps, sizeof maps, "/proc/%s/maps", entry->d_name);
         FILE *f = fopen(maps, "re");
@@ -142,5 +144,5 @@ bool shmh_posix_segment_attached_by_any_process(const struct shmh_key *key) {
     snprintf(path, sizeof path, "/dev/shm/%s", bare);
     struct stat st;
     if (lstat(path, &st) == -1 || !S_ISREG(st.st_mode)) return false;
-    return any_process_maps((unsigned long long)st.st_ino);
+    return shmh_any_process_maps((unsigned long long)st.st_ino, 0);
 }

@@ -16,7 +16,8 @@ int shmh_sysv_segment_create(struct shmh_backend *b, size_t size, const struct s
     if (id == -1) {
         int err = errno;
         /* Qt's rule: the key file goes if this call made it, unless the segment already existed. */
-        if (file.created && err != EEXIST) shmh_objfile_unlink_if_still_at_path(&file);
+        if (file.created && err != EEXIST && shmh_objfile_may_remove_key_file(&file))
+            shmh_objfile_unlink_if_still_at_path(&file);
         shmh_objfile_close(&file);
         return shmh_fail_call(site, "shmget", SHMH_OP_SIZE, err, "key 0x%x, size %zu", (unsigned)ipc_key, size);
     }
@@ -42,11 +43,15 @@ int shmh_sysv_segment_attach(struct shmh_backend *b, enum shmh_access access, co
         shmh_objfile_close(&opened);
         return shmh_fail_call(site, call, SHMH_OP_GENERIC, err, "key 0x%x", (unsigned)ipc_key);
     }
-    if (!b->allow_foreign && ds.shm_perm.uid != geteuid() && ds.shm_perm.cuid != geteuid()) {
+    /* Owner and creator both this user: a stranger can make a segment at a key we will use and hand it over
+     * with IPC_SET (the owner changes; the creator, and control, stay theirs). */
+    if (!b->allow_foreign && !shmh_ipc_perm_is_mine(&ds.shm_perm)) {
         shmh_objfile_close(&opened);
         return shmh_fail_refuse(site, SHMH_PERMISSION_DENIED, EACCES,
-                                "segment %d (key 0x%x) belongs to uid %u; set allow_foreign_owner to use it", id,
-                                (unsigned)ipc_key, (unsigned)ds.shm_perm.uid);
+                                "segment %d (key 0x%x) was created by uid %u and is owned by uid %u, not by this user "
+                                "(uid %u) alone; set allow_foreign_owner to use it",
+                                id, (unsigned)ipc_key, (unsigned)ds.shm_perm.cuid, (unsigned)ds.shm_perm.uid,
+                                (unsigned)geteuid());
     }
     void *address = shmat(id, NULL, access == SHMH_READ_ONLY ? SHM_RDONLY : 0);
     if (address == (void *)-1) {
@@ -78,10 +83,14 @@ bool shmh_sysv_segment_destroy_if_unused(struct shmh_backend *b) {
     b->shmid = -1;
     struct shmid_ds ds;
     if (shmctl(id, IPC_STAT, &ds) != 0 || ds.shm_nattch != 0) return false;
+    /* Only a segment this user made and owns is removed (one used with allow_foreign_owner never is). */
+    if (!shmh_ipc_perm_is_mine(&ds.shm_perm)) return false;
     shmctl(id, IPC_RMID, NULL);
     /* With a native (non-legacy) key, the lock semaphore uses the same key file: leave the file to the
-     * semaphore, which removes both when its last user is done. */
-    if (b->key->legacy && b->file.fd >= 0) shmh_objfile_unlink_if_still_at_path(&b->file);
+     * semaphore, which removes both when its last user is done. A key file the library did not make (Qt's,
+     * or an existing file a native key names) is never removed here. */
+    if (b->key->legacy && b->file.fd >= 0 && shmh_objfile_may_remove_key_file(&b->file))
+        shmh_objfile_unlink_if_still_at_path(&b->file);
     return true;
 }
 

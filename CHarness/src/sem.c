@@ -9,6 +9,7 @@
 void shmh_options_default(struct shmh_options *options) {
     options->allow_foreign_owner = 0;
     options->operation_timeout_ns = SHMH_DEFAULT_OPERATION_TIMEOUT_NS;
+    options->allow_any_path = 0;
 }
 
 struct shmh_sem *shmh_sem_open(const struct shmh_key *key, long initial, enum shmh_sem_mode mode,
@@ -22,6 +23,7 @@ struct shmh_sem *shmh_sem_open(const struct shmh_key *key, long initial, enum sh
     if (!systemv && key->type != SHMH_TYPE_POSIX)
         return shmh_fail_refuse(&site, SHMH_KEY_ERROR, EINVAL, "unsupported key type %u on this platform",
                                 (unsigned)key->type), NULL;
+    if (shmh_check_key_path(key, options && options->allow_any_path, &site) == -1) return NULL;
     struct shmh_sem *sem = calloc(1, sizeof *sem);
     if (!sem) return errno = ENOMEM, NULL;
     if (shmh_key_copy(&sem->key, key) == -1) {

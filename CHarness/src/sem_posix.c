@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 int shmh_sem_posix_open(struct shmh_sem *sem, unsigned int initial, const struct shmh_site *site) {
     const char *name = sem->key.native;
@@ -121,11 +122,17 @@ int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_sit
     return 0;
 }
 
+bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem) {
+    if (!sem->handle || !shmh_objfile_still_at_path(&sem->file)) return false;
+    if (shmh_ofd_conflicts(sem->file.fd, 1, SHMH_USAGE_BASE, 1) != 0) return false;
+    return !shmh_any_process_maps((unsigned long long)sem->file.st.st_ino, getpid());
+}
+
 void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused) {
     if (!sem->handle) return;
     sem_close(sem->handle);
     sem->handle = NULL;
-    if (remove_if_unused && shmh_objfile_is_managed(&sem->file) && shmh_objfile_claim_for_removal(&sem->file, 0) &&
+    if (remove_if_unused && shmh_objfile_provably_ours(&sem->file) && shmh_objfile_claim_for_removal(&sem->file, 0) &&
         shmh_objfile_still_at_path(&sem->file))
         sem_unlink(sem->key.native);
     shmh_objfile_close(&sem->file);

@@ -40,7 +40,7 @@ int shmh_sem_sysv_open(struct shmh_sem *sem, const struct shmh_site *site) {
             if (semctl(id, 0, SETVAL, arg) == -1) {
                 int err = errno;
                 semctl(id, 0, IPC_RMID);
-                if (file.created) shmh_objfile_unlink_if_still_at_path(&file);
+                if (file.created && shmh_objfile_may_remove_key_file(&file)) shmh_objfile_unlink_if_still_at_path(&file);
                 shmh_objfile_close(&file);
                 return shmh_fail_call(site, "semctl(SETVAL)", SHMH_OP_GENERIC, err, "key 0x%x", (unsigned)ipc_key);
             }
@@ -57,20 +57,24 @@ int shmh_sem_sysv_open(struct shmh_sem *sem, const struct shmh_site *site) {
                 return shmh_fail_call(site, id == -1 ? "semget" : "semctl(IPC_STAT)", SHMH_OP_GENERIC, err,
                                       "key 0x%x", (unsigned)ipc_key);
             }
-            if (!sem->allow_foreign && ds.sem_perm.uid != geteuid() && ds.sem_perm.cuid != geteuid()) {
+            /* Owner and creator both this user: a stranger's set handed over with IPC_SET is no lock of ours. */
+            if (!sem->allow_foreign && !shmh_ipc_perm_is_mine(&ds.sem_perm)) {
                 shmh_objfile_close(&file);
                 return shmh_fail_refuse(site, SHMH_PERMISSION_DENIED, EACCES,
-                                        "semaphore set %d (key 0x%x) belongs to uid %u; set allow_foreign_owner to use it",
-                                        id, (unsigned)ipc_key, (unsigned)ds.sem_perm.uid);
+                                        "semaphore set %d (key 0x%x) was created by uid %u and is owned by uid %u, "
+                                        "not by this user (uid %u) alone; set allow_foreign_owner to use it",
+                                        id, (unsigned)ipc_key, (unsigned)ds.sem_perm.cuid,
+                                        (unsigned)ds.sem_perm.uid, (unsigned)geteuid());
             }
             sem->semid = id;
             sem->created = false;
-            sem->managed = ds.sem_nsems == MANAGED_SET_SIZE;
+            /* Ours to remove only if this user made it (a foreign set used with allow_foreign_owner never is). */
+            sem->managed = ds.sem_nsems == MANAGED_SET_SIZE && shmh_ipc_perm_is_mine(&ds.sem_perm);
         } else {
             int err = errno;
             /* Unlike the Swift side (which keeps it), a key file this call made goes again if nobody else
              * records a use of it: a failed open leaves nothing behind. */
-            if (file.created && shmh_objfile_claim_for_removal(&file, -1)) shmh_objfile_unlink_if_still_at_path(&file);
+            if (file.created && shmh_objfile_may_remove_key_file(&file)) shmh_objfile_unlink_if_still_at_path(&file);
             shmh_objfile_close(&file);
             return shmh_fail_call(site, "semget", SHMH_OP_GENERIC, err, "key 0x%x", (unsigned)ipc_key);
         }
@@ -128,7 +132,7 @@ void shmh_sem_sysv_close(struct shmh_sem *sem, bool remove_if_unused) {
         shmh_objfile_claim_for_removal(&sem->file, sem->key.type)) {
         semctl(sem->semid, 0, IPC_RMID);
         /* The key file may anchor sets of other ftok ids too: it goes only when none is in use. */
-        if (shmh_objfile_claim_for_removal(&sem->file, -1)) shmh_objfile_unlink_if_still_at_path(&sem->file);
+        if (shmh_objfile_may_remove_key_file(&sem->file)) shmh_objfile_unlink_if_still_at_path(&sem->file);
     }
     sem->semid = -1;
     shmh_objfile_close(&sem->file);

@@ -1,6 +1,7 @@
 /* test_segment_posix.c - POSIX keyed segments: the common cases on this backend, plus the sticky-bit mark,
  * Qt's own segments left alone, full allocation at create (posix_fallocate errors mocked: a full /dev/shm
- * cannot be made on demand), and a dead lock holder giving lock-error after the timeout instead of a hang. */
+ * cannot be made on demand), and a dead lock holder: lock-error after the timeout instead of a hang while
+ * another handle might hold it, and the last user detaching at once and removing both objects. */
 #define BACKEND_TYPE SHMH_TYPE_POSIX
 #include "segment_common.h"
 
@@ -116,16 +117,23 @@ static void dead_lock_holder_gives_lock_error(void **state) {
     assert_int_equal(support_wait(pid), 128 + SIGKILL);
     assert_int_equal(shmh_segment_lock(seg, 100 * 1000000LL), -1);
     assert_failure(SHMH_LOCK_ERROR);
-    assert_int_equal(shmh_segment_detach(seg), -1); /* internal locking times out too */
+    /* Another handle (a second open of the semaphore: a usage record) might hold it: attach times out. */
+    struct shmh_segment *late = shmh_segment_new(&key, &options);
+    assert_int_equal(shmh_segment_attach(late, SHMH_READ_WRITE), -1);
     assert_failure(SHMH_LOCK_ERROR);
     assert_non_null(strstr(shmh_last_failure()->detail, "unable to lock"));
-    /* recover by hand: give the count back, then detach cleans up */
-    struct shmh_sem *sem = shmh_sem_open(&key, 1, SHMH_SEM_OPEN, NULL);
-    assert_nonnull_ok(sem);
-    assert_ok(shmh_sem_release(sem, 1));
-    shmh_sem_close(sem, 0);
+    shmh_segment_free(late);
+    /* The last user: no other usage record, no other mapping of the semaphore's file - the holder is dead, so
+     * detach takes its place at once and removes the segment and its semaphore (issue 10 item 6). */
+    struct timespec before, after;
+    clock_gettime(CLOCK_MONOTONIC, &before);
     assert_ok(shmh_segment_detach(seg));
+    clock_gettime(CLOCK_MONOTONIC, &after);
+    assert_true((after.tv_sec - before.tv_sec) * 1000000000LL + (after.tv_nsec - before.tv_nsec) < 150 * 1000000LL);
     assert_false(segment_exists(&key));
+    char sem_path[4200];
+    lock_object_path(&key, sem_path, sizeof sem_path);
+    assert_false(support_exists(sem_path));
     shmh_segment_free(seg);
     shmh_key_free(&key);
 }

@@ -36,7 +36,7 @@ static void track(const struct shmh_key *key) {
     support_track_key_file(path, key->type);
 }
 
-/* Qt's permissions: key file 0640, segment 0600; a legacy key's lock semaphore has its own key file. */
+/* Qt's permissions: key file 0640 (+ the sticky bit: made by this library), segment 0600; a legacy key's lock semaphore has its own key file. */
 static void qt_permissions_and_files(void **state) {
     (void)state;
     struct shmh_key key;
@@ -44,7 +44,7 @@ static void qt_permissions_and_files(void **state) {
     struct shmh_segment *seg = shmh_segment_new(&key, NULL);
     assert_ok(shmh_segment_create(seg, 1000, SHMH_READ_WRITE));
     track(&key);
-    assert_int_equal(support_mode(key.native), 0640);
+    assert_int_equal(support_mode(key.native), 01640); /* Qt's 0640 + the library's mark (sticky bit) */
     int id = shmget(ftok_of(key.native, 'Q'), 0, 0);
     assert_true(id >= 0);
     struct shmid_ds ds;

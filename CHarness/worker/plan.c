@@ -1,10 +1,9 @@
 /* plan.c - the worker plan parser (format version 1, docs/worker-protocol.md), libc only.
  *
  * Follows Sources/ScenarioKit/Plan.swift: lines split on '\n' (empty lines skipped), words on ' ', fields
- * `name=value` with percent-encoded values, a later field of the same name wins, unknown fields are ignored,
- * anything after `end` is ignored. Stricter than the Swift decoder in one way: a numeric field that does not
- * parse (or a malformed hex= value, an unknown seal, a mode other than ro/rw) is a broken plan here, where
- * Swift silently falls back to a default. */
+ * `name=value` with percent-encoded values, anything after `end` is ignored. As strict as the Swift decoder: a
+ * field the line's kind does not take, a field given twice, a number that does not parse or is out of range, a
+ * malformed hex= value, an unknown seal, a mode other than ro/rw, a signal outside 1...64 is a broken plan. */
 #include "plan.h"
 
 #include <errno.h>
@@ -20,7 +19,8 @@ static const char *const step_names[] = {
     [PLAN_STEP_CHECK] = "check",           [PLAN_STEP_FILL] = "fill",           [PLAN_STEP_CHECK_FILL] = "check-fill",
     [PLAN_STEP_TRUNCATE] = "truncate",     [PLAN_STEP_SEAL] = "seal",           [PLAN_STEP_TOUCH_ALL] = "touch-all",
     [PLAN_STEP_BARRIER] = "barrier",       [PLAN_STEP_SLEEP] = "sleep",         [PLAN_STEP_CRASH] = "crash",
-    [PLAN_STEP_REPEAT_TIMES] = "repeat",   [PLAN_STEP_REPEAT_FOR] = "repeat",
+    [PLAN_STEP_REPEAT_TIMES] = "repeat",   [PLAN_STEP_REPEAT_FOR] = "repeat",   [PLAN_STEP_LOAD] = "load",
+    [PLAN_STEP_STORE_LOADED] = "store-loaded", [PLAN_STEP_COMPARE] = "compare",
 };
 
 const char *plan_step_kind_name(enum plan_step_kind kind) {
@@ -106,17 +106,44 @@ static void fields_free(struct fields *f) {
     f->n = 0;
 }
 
-static int parse_fields(const struct word *words, size_t n, struct fields *out) {
+/* `name=value` words. `allowed` is a space-separated list of the names the line takes (expect-error is always
+ * allowed); into why: what is wrong with the first bad word. */
+static int parse_fields(const struct word *words, size_t n, const char *allowed, struct fields *out, char *why, size_t whylen) {
     out->items = calloc(n ? n : 1, sizeof *out->items);
     out->n = 0;
+    snprintf(why, whylen, "out of memory");
     if (!out->items) return -1;
     for (size_t i = 0; i < n; i++) {
+        int shown = words[i].len > 60 ? 60 : (int)words[i].len;
         const char *eq = memchr(words[i].s, '=', words[i].len);
-        if (!eq) return -1;
+        if (!eq) {
+            snprintf(why, whylen, "bad field '%.*s'", shown, words[i].s);
+            return -1;
+        }
+        size_t name_len = (size_t)(eq - words[i].s);
+        int known = name_len == strlen("expect-error") && memcmp(words[i].s, "expect-error", name_len) == 0;
+        for (const char *a = allowed; !known && *a;) {
+            size_t len = strcspn(a, " ");
+            known = len == name_len && memcmp(a, words[i].s, len) == 0;
+            a += len + (a[len] == ' ');
+        }
+        if (!known) {
+            snprintf(why, whylen, "unknown field '%.*s'; expected one of: %s expect-error", (int)(name_len > 40 ? 40 : name_len),
+                     words[i].s, allowed);
+            return -1;
+        }
+        for (size_t j = 0; j < out->n; j++)
+            if (out->items[j].name_len == name_len && memcmp(out->items[j].name, words[i].s, name_len) == 0) {
+                snprintf(why, whylen, "field '%.*s' given twice", (int)(name_len > 40 ? 40 : name_len), words[i].s);
+                return -1;
+            }
         struct field *f = &out->items[out->n];
         f->name = words[i].s;
-        f->name_len = (size_t)(eq - words[i].s);
-        if (plan_decode(eq + 1, words[i].len - f->name_len - 1, &f->value) == -1) return -1;
+        f->name_len = name_len;
+        if (plan_decode(eq + 1, words[i].len - name_len - 1, &f->value) == -1) {
+            snprintf(why, whylen, "bad field '%.*s' (a bad %%-escape)", shown, words[i].s);
+            return -1;
+        }
         out->n++;
     }
     return 0;
@@ -234,7 +261,38 @@ static const struct {
     {"check", PLAN_STEP_CHECK},         {"fill", PLAN_STEP_FILL},         {"check-fill", PLAN_STEP_CHECK_FILL},
     {"truncate", PLAN_STEP_TRUNCATE},   {"seal", PLAN_STEP_SEAL},         {"touch-all", PLAN_STEP_TOUCH_ALL},
     {"barrier", PLAN_STEP_BARRIER},     {"sleep", PLAN_STEP_SLEEP},       {"crash", PLAN_STEP_CRASH},
+    {"load", PLAN_STEP_LOAD},           {"store-loaded", PLAN_STEP_STORE_LOADED}, {"compare", PLAN_STEP_COMPARE},
 };
+
+/* The fields each kind takes, besides expect-error (Plan.stepFields in Swift). */
+static const char *step_fields(enum plan_step_kind k) {
+    switch (k) {
+    case PLAN_STEP_CREATE:
+    case PLAN_STEP_TRUNCATE: return "res size";
+    case PLAN_STEP_ATTACH: return "res mode";
+    case PLAN_STEP_LOCK: return "res timeout-ns";
+    case PLAN_STEP_DETACH:
+    case PLAN_STEP_UNLOCK:
+    case PLAN_STEP_TRY_LOCK:
+    case PLAN_STEP_TOUCH_ALL: return "res";
+    case PLAN_STEP_ADD:
+    case PLAN_STEP_ATOMIC_ADD: return "res offset value";
+    case PLAN_STEP_STORE:
+    case PLAN_STEP_CHECK: return "res offset u64 hex";
+    case PLAN_STEP_FILL:
+    case PLAN_STEP_CHECK_FILL: return "res byte";
+    case PLAN_STEP_SEAL: return "res seals";
+    case PLAN_STEP_BARRIER: return "name";
+    case PLAN_STEP_SLEEP: return "ns";
+    case PLAN_STEP_CRASH: return "signal";
+    case PLAN_STEP_REPEAT_TIMES:
+    case PLAN_STEP_REPEAT_FOR: return "times for-ns body";
+    case PLAN_STEP_LOAD: return "res offset";
+    case PLAN_STEP_STORE_LOADED: return "res offset plus";
+    case PLAN_STEP_COMPARE: return "res offset with";
+    }
+    return "";
+}
 
 static int needs_res(enum plan_step_kind k) {
     return k != PLAN_STEP_BARRIER && k != PLAN_STEP_SLEEP && k != PLAN_STEP_CRASH;
@@ -274,15 +332,14 @@ static int parse_seals(const struct plan_text *t, unsigned int *out) {
         const char *comma = memchr(s, ',', (size_t)(end - s));
         size_t len = comma ? (size_t)(comma - s) : (size_t)(end - s);
         struct word w = {s, len};
-        if (len == 0) {
-            /* Swift's split drops empty pieces */
-        } else if (word_is(w, "shrink")) *out |= PLAN_SEAL_SHRINK;
+        if (word_is(w, "shrink")) *out |= PLAN_SEAL_SHRINK;
         else if (word_is(w, "grow")) *out |= PLAN_SEAL_GROW;
         else if (word_is(w, "write")) *out |= PLAN_SEAL_WRITE;
         else if (word_is(w, "future-write")) *out |= PLAN_SEAL_FUTURE_WRITE;
         else if (word_is(w, "seal")) *out |= PLAN_SEAL_SEAL;
         else return -1;
         s += len + (comma ? 1 : 0);
+        if (comma && s == end) return -1; /* a trailing comma: an empty seal name */
     }
     return 0;
 }
@@ -295,7 +352,9 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
         if (text_copy(t, &s->res) == -1) return broken(p, number, "out of memory");
     }
     switch (s->kind) {
-    case PLAN_STEP_CREATE: return int_field(p, number, f, "size", &s->size, &s->has_size);
+    case PLAN_STEP_CREATE:
+        if (int_field(p, number, f, "size", &s->size, &s->has_size) == -1) return -1;
+        return s->size < 0 ? broken(p, number, "size=%lld is negative", (long long)s->size) : 0;
     case PLAN_STEP_ATTACH:
         if ((t = field(f, "mode")) && strcmp(t->s, "ro") != 0 && strcmp(t->s, "rw") != 0)
             return broken(p, number, "mode=%s: want ro or rw", t->s);
@@ -310,6 +369,7 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
     case PLAN_STEP_CHECK: {
         if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
         const struct plan_text *u = field(f, "u64"), *h = field(f, "hex");
+        if (u && h) return broken(p, number, "%s takes u64= or hex=, not both", plan_step_kind_name(s->kind));
         if (u && parse_u64(u->s, u->len, &s->u64) == 0) {
             s->is_u64 = 1;
             s->nbytes = 8;
@@ -327,24 +387,46 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
     case PLAN_STEP_CHECK_FILL: {
         int64_t b = 0;
         if (int_field(p, number, f, "byte", &b, NULL) == -1) return -1;
-        s->byte = (uint8_t)(uint64_t)b; /* UInt8(truncatingIfNeeded:) */
+        if (b < 0 || b > 255) return broken(p, number, "byte=%lld is not in 0...255", (long long)b);
+        s->byte = (uint8_t)b;
         return 0;
     }
-    case PLAN_STEP_TRUNCATE: return int_field(p, number, f, "size", &s->size, NULL);
+    case PLAN_STEP_LOAD: return int_field(p, number, f, "offset", &s->offset, NULL);
+    case PLAN_STEP_STORE_LOADED:
+        if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
+        return int_field(p, number, f, "plus", &s->value, NULL);
+    case PLAN_STEP_COMPARE: {
+        int has_with;
+        if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
+        if (int_field(p, number, f, "with", &s->with, &has_with) == -1) return -1;
+        return has_with ? 0 : broken(p, number, "compare needs with=");
+    }
+    case PLAN_STEP_TRUNCATE:
+        if (int_field(p, number, f, "size", &s->size, NULL) == -1) return -1;
+        return s->size < 0 ? broken(p, number, "size=%lld is negative", (long long)s->size) : 0;
     case PLAN_STEP_SEAL:
-        if ((t = field(f, "seals")) && parse_seals(t, &s->seals) == -1) return broken(p, number, "seals=%s: unknown seal", t->s);
+        if (!(t = field(f, "seals"))) return broken(p, number, "seal needs seals=");
+        if (parse_seals(t, &s->seals) == -1)
+            return broken(p, number, "seals=%.80s: unknown seal; expected shrink, grow, write, future-write, seal", t->s);
         return 0;
-    case PLAN_STEP_BARRIER: {
-        static const struct plan_text empty = {"", 0};
-        t = field(f, "name");
-        if (text_copy(t ? t : &empty, &s->name) == -1) return broken(p, number, "out of memory");
+    case PLAN_STEP_BARRIER:
+        if (!(t = field(f, "name")) || t->len == 0) return broken(p, number, "barrier needs name=");
+        if (text_copy(t, &s->name) == -1) return broken(p, number, "out of memory");
+        return 0;
+    case PLAN_STEP_SLEEP:
+        if (int_field(p, number, f, "ns", &s->ns, NULL) == -1) return -1;
+        return s->ns < 0 ? broken(p, number, "ns=%lld is negative", (long long)s->ns) : 0;
+    case PLAN_STEP_LOCK: {
+        int present = 0;
+        if (int_field(p, number, f, "timeout-ns", &s->ns, &present) == -1) return -1;
+        if (present && s->ns <= 0) return broken(p, number, "timeout-ns=%lld is not a positive number", (long long)s->ns);
         return 0;
     }
-    case PLAN_STEP_SLEEP: return int_field(p, number, f, "ns", &s->ns, NULL);
     case PLAN_STEP_CRASH: {
         int64_t sig = 9;
         if (int_field(p, number, f, "signal", &sig, NULL) == -1) return -1;
-        if (sig < 1 || sig > 64) return broken(p, number, "signal=%lld is not a signal number", (long long)sig);
+        if (!field(f, "signal")) return broken(p, number, "crash needs signal=");
+        if (sig < 1 || sig > 64) return broken(p, number, "signal=%lld is not a signal number (1...64)", (long long)sig);
         s->signal = (int)sig;
         return 0;
     }
@@ -367,9 +449,10 @@ static int parse_steps(struct parser *p, const struct step_line *lines, size_t n
         made++;
         if (word_is(words[0], "repeat")) {
             struct fields f;
-            if (parse_fields(words + 2, nw - 2, &f) == -1) {
+            char why[200];
+            if (parse_fields(words + 2, nw - 2, step_fields(PLAN_STEP_REPEAT_TIMES), &f, why, sizeof why) == -1) {
                 fields_free(&f);
-                return broken(p, l->number, "bad field");
+                return broken(p, l->number, "%s", why);
             }
             size_t index = list->n;
             struct plan_step *s = step_append(list);
@@ -387,6 +470,8 @@ static int parse_steps(struct parser *p, const struct step_line *lines, size_t n
             if (rc == 0) rc = int_field(p, l->number, &f, "times", &times, &has_times);
             if (rc == 0 && !has_times) rc = int_field(p, l->number, &f, "for-ns", &ns, &has_ns);
             if (rc == 0 && !has_times && !has_ns) rc = broken(p, l->number, "repeat needs times= or for-ns=");
+            if (rc == 0 && has_times && field(&f, "for-ns")) rc = broken(p, l->number, "repeat takes times= or for-ns=, not both");
+            if (rc == 0 && (times < 0 || ns < 0)) rc = broken(p, l->number, "a repeat's times= or for-ns= is negative");
             if (rc == 0 && (t = field(&f, "expect-error")) && text_copy(t, &list->items[index].expect) == -1)
                 rc = broken(p, l->number, "out of memory");
             fields_free(&f);
@@ -404,11 +489,12 @@ static int parse_steps(struct parser *p, const struct step_line *lines, size_t n
         if (nw >= 3)
             for (size_t i = 0; i < sizeof step_kinds / sizeof step_kinds[0]; i++)
                 if (word_is(words[2], step_kinds[i].name)) known = (int)i;
-        if (known < 0) return broken(p, l->number, "unknown step");
+        if (known < 0) return broken(p, l->number, "unknown step '%.*s'", nw >= 3 ? (int)(words[2].len > 40 ? 40 : words[2].len) : 0, nw >= 3 ? words[2].s : "");
         struct fields f;
-        if (parse_fields(words + 3, nw - 3, &f) == -1) {
+        char why[200];
+        if (parse_fields(words + 3, nw - 3, step_fields(step_kinds[known].kind), &f, why, sizeof why) == -1) {
             fields_free(&f);
-            return broken(p, l->number, "bad field");
+            return broken(p, l->number, "%s", why);
         }
         struct plan_step *s = step_append(list);
         if (!s) {
@@ -452,10 +538,11 @@ static int parse_resource(struct parser *p, size_t number, const struct word *wo
     memset(r, 0, sizeof *r);
     if (nw < 2 || plan_decode(words[1].s, words[1].len, &r->id) == -1) return broken(p, number, "resource ID fields...");
     struct fields f;
-    if (parse_fields(words + 2, nw - 2, &f) == -1) {
+    char why[200];
+    if (parse_fields(words + 2, nw - 2, "kind key size lock lock-offset path fd private", &f, why, sizeof why) == -1) {
         fields_free(&f);
         text_free(&r->id);
-        return broken(p, number, "bad field");
+        return broken(p, number, "%s", why);
     }
     int rc = 0;
     const struct plan_text *kind = field(&f, "kind"), *lock = field(&f, "lock"), *t;
@@ -479,7 +566,10 @@ static int parse_resource(struct parser *p, size_t number, const struct word *wo
     if (rc == 0) rc = int_field(p, number, &f, "fd", &fd, &r->has_fd);
     if (rc == 0 && r->has_fd && (fd < 0 || fd > INT32_MAX)) rc = broken(p, number, "fd=%lld is not a descriptor", (long long)fd);
     r->fd = (int)fd;
+    if (rc == 0 && r->has_size && r->size < 0) rc = broken(p, number, "size=%lld is negative", (long long)r->size);
+    if (rc == 0 && r->lock_offset < 0) rc = broken(p, number, "lock-offset=%lld is negative", (long long)r->lock_offset);
     r->is_private = (t = field(&f, "private")) && strcmp(t->s, "1") == 0;
+    if (rc == 0 && t && strcmp(t->s, "1") != 0 && strcmp(t->s, "0") != 0) rc = broken(p, number, "private=%.20s: want 0 or 1", t->s);
     fields_free(&f);
     if (rc == -1) {
         text_free(&r->id);
@@ -520,10 +610,8 @@ int plan_parse(const char *text, size_t len, struct plan *out, char *err, size_t
         if (nw == 0) continue;
         if (word_is(words[0], "file")) {
             text_free(&out->file);
-            /* Plan.swift: an undecodable file name is "" */
-            if (nw < 2 || plan_decode(words[1].s, words[1].len, &out->file) == -1) out->file.s = strdup("");
-            if (!out->file.s) {
-                broken(&p, number, "out of memory");
+            if (nw != 2 || plan_decode(words[1].s, words[1].len, &out->file) == -1) {
+                broken(&p, number, "file PATH (one percent-encoded word)");
                 goto done;
             }
         } else if (word_is(words[0], "worker")) {

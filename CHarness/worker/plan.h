@@ -50,6 +50,9 @@ enum plan_step_kind {
     PLAN_STEP_CRASH,
     PLAN_STEP_REPEAT_TIMES,
     PLAN_STEP_REPEAT_FOR,
+    PLAN_STEP_LOAD,         /* a plain 64-bit load into the worker's register */
+    PLAN_STEP_STORE_LOADED, /* a plain 64-bit store of the register + value (plus=) */
+    PLAN_STEP_COMPARE,      /* the u64 at offset equals the u64 at with= */
 };
 
 /* Seal bits (the same values as libshmh's SHMH_SEAL_*). */
@@ -70,15 +73,16 @@ struct plan_step {
     int has_size;              /* create: size given */
     int64_t size;              /* create, truncate */
     int read_only;             /* attach mode=ro */
-    int64_t offset;            /* add, atomic-add, store, check */
-    int64_t value;             /* add, atomic-add */
+    int64_t offset;            /* add, atomic-add, store, check, load, store-loaded, compare */
+    int64_t value;             /* add, atomic-add; store-loaded: plus= */
+    int64_t with;              /* compare: the other offset */
     uint8_t *bytes;            /* store, check: the value as bytes (u64: 8 little-endian bytes) */
     size_t nbytes;
     int is_u64;                /* store, check: given as u64= (else hex=) */
     uint64_t u64;
     uint8_t byte;              /* fill, check-fill */
     unsigned int seals;        /* seal */
-    int64_t ns;                /* sleep, repeat for-ns */
+    int64_t ns;                /* sleep, repeat for-ns; lock: timeout-ns (0: wait without limit) */
     int signal;                /* crash */
     int64_t times;             /* repeat times */
     size_t body;               /* repeat: direct children */
@@ -98,7 +102,8 @@ struct plan {
 /* The kind's spelling in plans and results ("try-lock"; "repeat" for both repeats). */
 const char *plan_step_kind_name(enum plan_step_kind kind);
 
-/* Parses a plan. 0 on success; -1 (a broken plan: the worker exits 2) with "plan line N: why" in err.
+/* Parses a plan, strictly: an unknown or repeated field, a malformed number, hex value, seal, mode or signal is a
+ * broken plan. 0 on success; -1 (a broken plan: the worker exits 2) with "plan line N: why" in err.
  * On failure `out` holds nothing to free. */
 int plan_parse(const char *text, size_t len, struct plan *out, char *err, size_t errlen);
 void plan_free(struct plan *plan);

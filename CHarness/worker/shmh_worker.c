@@ -35,7 +35,7 @@
 /* --- state --------------------------------------------------------------------------------------------- */
 
 /* How a step ended, before its expectation is applied. */
-enum outcome_kind { OUT_OK, OUT_LIBRARY, OUT_MISMATCH, OUT_ABORTED };
+enum outcome_kind { OUT_OK, OUT_LIBRARY, OUT_MISMATCH, OUT_ABORTED, OUT_UNSUPPORTED };
 struct outcome {
     enum outcome_kind kind;
     enum shmh_error code; /* OUT_LIBRARY */
@@ -159,34 +159,82 @@ static unsigned char *bytes_of(const struct resource_state *st, size_t *size) {
     return st->map;
 }
 
-/* --- the bus-error guard (files and memfds that may shrink under us) --------------------------------- */
+/* --- the bus-error guard (files, memfds and POSIX segments: all may shrink under us) ------------------ */
 
 static sigjmp_buf bus_jump;
 static volatile sig_atomic_t bus_armed;
 
-static void on_bus(int sig) {
-    if (bus_armed) siglongjmp(bus_jump, 1);
+/* A fault raised by the kernel (si_code > 0) while the guard is armed jumps back; anything else (a SIGBUS
+ * outside a guard, one sent with kill) gets the default action: the worker dies of SIGBUS, as touch-all expects. */
+static void on_bus(int sig, siginfo_t *info, void *context) {
+    (void)context;
+    if (bus_armed && info && info->si_code > 0) {
+        bus_armed = 0;
+        siglongjmp(bus_jump, 1);
+    }
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
+/* The handler is installed once; arming the guard then costs no system call (savemask 0). */
+static void install_bus_handler(void) {
+    static int installed;
+    if (installed) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_bus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+    installed = 1;
+}
+
+/* Back from the handler: SIGBUS is still blocked (savemask 0 did not save the mask), unblock it. */
+static void after_bus_fault(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGBUS);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 /* Copies n bytes; -1 if the copy faulted with SIGBUS (a page past the end of a shrunk file). */
 static int guarded_copy(void *dst, const void *src, size_t n) {
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_bus;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, &old);
-    volatile int faulted = 0;
-    if (sigsetjmp(bus_jump, 1) == 0) {
-        bus_armed = 1;
-        memmove(dst, src, n);
+    install_bus_handler();
+    if (sigsetjmp(bus_jump, 0) != 0) {
+        after_bus_fault();
+        return -1;
+    }
+    bus_armed = 1;
+    memmove(dst, src, n);
+    bus_armed = 0;
+    return 0;
+}
+
+/* add / atomic-add under the guard: -1 if the access faulted with SIGBUS. */
+static uint64_t plain_load_u64(const unsigned char *p);
+static void plain_store_u64(unsigned char *p, uint64_t v);
+
+static int guarded_add(unsigned char *p, uint64_t value, int atomic) {
+    install_bus_handler();
+    if (sigsetjmp(bus_jump, 0) != 0) {
+        after_bus_fault();
+        return -1;
+    }
+    bus_armed = 1;
+    if (atomic) {
+        __atomic_fetch_add((uint64_t *)(void *)p, value, __ATOMIC_RELAXED);
     } else {
-        faulted = 1;
+        /* a plain little-endian read-modify-write, on purpose not atomic, through volatile accesses */
+        plain_store_u64(p, plain_load_u64(p) + value);
     }
     bus_armed = 0;
-    sigaction(SIGBUS, &old, NULL);
-    return faulted ? -1 : 0;
+    return 0;
+}
+
+/* A POSIX segment's file may be shrunk by another process (ftruncate of /dev/shm/NAME): its size now, or -1
+ * when the segment cannot shrink (System V). */
+static long long segment_backed_size(const struct resource_state *st) {
+    return st->segment ? shmh_segment_file_size(st->segment) : -1;
 }
 
 /* Checked access, as SharedMemory.read/write (segments) and FileMapping.read/write (files, memfds: the range,
@@ -201,8 +249,15 @@ static int checked_access(struct resource_state *st, int writing, int64_t offset
         if (offset < 0 || (uint64_t)offset > size || n > size - (size_t)offset)
             return refuse(o, SHMH_INVALID_SIZE, operation, st->object, "range %lld..<%lld is outside the segment of %zu bytes",
                           (long long)offset, (long long)offset + (long long)n, size);
-        if (writing) memcpy(data + offset, buf, n);
-        else memcpy(buf, data + offset, n);
+        if (n == 0) return 0;
+        /* As SharedMemory.read/write: the file's size first, then the guarded copy. */
+        long long backed = segment_backed_size(st);
+        if (backed >= 0 && (uint64_t)backed < (uint64_t)offset + n)
+            return refuse(o, SHMH_BUS_ERROR, operation, st->object,
+                          "the segment's file is now %lld bytes; bytes %lld..<%lld of it are gone (it was shrunk)", backed,
+                          (long long)offset, (long long)offset + (long long)n);
+        if (guarded_copy(writing ? (void *)(data + offset) : buf, writing ? buf : (void *)(data + offset), n) == -1)
+            return refuse(o, SHMH_BUS_ERROR, operation, st->object, "guarded copy(memcpy(%zu bytes; SIGBUS during the copy))", n);
         return 0;
     }
     const char *object = st->r->kind == PLAN_RES_FILE ? st->object : NULL;
@@ -446,8 +501,9 @@ static int taken(struct resource_state *st, struct outcome *o) {
     return refuse(o, SHMH_BUSY, "try-lock", st->object, "the lock is taken");
 }
 
-/* ResourceHandle.lock(_:): lock / try-lock / unlock with the resource's lock kind. */
-static int do_lock(struct resource_state *st, enum lock_op op, struct outcome *o) {
+/* ResourceHandle.lock(_:timeout:): lock / try-lock / unlock with the resource's lock kind; a lock waits at most
+ * timeout_ns (< 0: without limit). */
+static int do_lock(struct resource_state *st, enum lock_op op, int64_t timeout_ns, struct outcome *o) {
     switch (st->r->lock) {
     case PLAN_LOCK_SEMAPHORE: {
         if (!is_segment(st)) return refuse(o, SHMH_LOCK_ERROR, "lock", NULL, "lock: semaphore belongs to segments");
@@ -458,7 +514,7 @@ static int do_lock(struct resource_state *st, enum lock_op op, struct outcome *o
             if (shmh_segment_trylock(seg) == 0) return 0;
             return shmh_last_failure()->code == SHMH_BUSY ? taken(st, o) : library_failure(o);
         }
-        return shmh_segment_lock(seg, -1) == -1 ? library_failure(o) : 0;
+        return shmh_segment_lock(seg, timeout_ns) == -1 ? library_failure(o) : 0;
     }
     case PLAN_LOCK_FUTEX:
     case PLAN_LOCK_ROBUST_MUTEX: {
@@ -470,7 +526,7 @@ static int do_lock(struct resource_state *st, enum lock_op op, struct outcome *o
             return refuse(o, SHMH_LOCK_ERROR, "lock", NULL, "not attached: the %s is in the memory",
                           st->r->lock == PLAN_LOCK_FUTEX ? "futex word" : "mutex");
         if (op == LOCK_UNLOCK) return shmh_lock_release(st->lock_area) == -1 ? library_failure(o) : 0;
-        int rc = op == LOCK_TRY ? shmh_lock_try(st->lock_area) : shmh_lock_acquire(st->lock_area, -1);
+        int rc = op == LOCK_TRY ? shmh_lock_try(st->lock_area) : shmh_lock_acquire(st->lock_area, timeout_ns);
         if (rc == 0) return 0;
         enum shmh_error code = shmh_last_failure()->code;
         if (code == SHMH_OWNER_DIED) {
@@ -495,7 +551,7 @@ static int do_lock(struct resource_state *st, enum lock_op op, struct outcome *o
             if (shmh_lockfile_trylock(&st->lockfile) == 0) return 0;
             return shmh_last_failure()->code == SHMH_BUSY ? taken(st, o) : library_failure(o);
         }
-        return shmh_lockfile_lock(&st->lockfile, -1) == -1 ? library_failure(o) : 0;
+        return shmh_lockfile_lock(&st->lockfile, timeout_ns) == -1 ? library_failure(o) : 0;
     }
     }
     return 0;
@@ -557,6 +613,29 @@ static size_t data_ranges(const struct resource_state *st, size_t size, size_t s
     return n;
 }
 
+/* Deliberately plain 64-bit access (add, load, store-loaded): volatile, so the compiler may neither drop nor
+ * merge it, and not atomic (as the Swift worker's shm_shim_plain_load_u64 / _store_u64). */
+static uint64_t plain_load_u64(const unsigned char *p) {
+    if (((uintptr_t)p & 7) == 0) return *(const volatile uint64_t *)(const void *)p;
+    const volatile unsigned char *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+static void plain_store_u64(unsigned char *p, uint64_t v) {
+    if (((uintptr_t)p & 7) == 0) {
+        *(volatile uint64_t *)(void *)p = v;
+        return;
+    }
+    volatile unsigned char *b = p;
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The worker's register: what the last `load` read, for `store-loaded`. */
+static uint64_t loaded_value;
+static int has_loaded;
+
 static int act(const struct plan_step *step, struct outcome *o) {
     struct resource_state *st = NULL;
     if (step->res.s && !(st = find_state(&step->res)))
@@ -567,19 +646,43 @@ static int act(const struct plan_step *step, struct outcome *o) {
     case PLAN_STEP_DETACH: return do_detach(st, o);
     case PLAN_STEP_LOCK: {
         uint64_t start = now_ns();
-        if (do_lock(st, LOCK_LOCK, o) == -1) return -1;
+        if (do_lock(st, LOCK_LOCK, step->ns > 0 ? step->ns : -1, o) == -1) return -1;
         record_latency(start);
         return 0;
     }
-    case PLAN_STEP_TRY_LOCK: return do_lock(st, LOCK_TRY, o);
-    case PLAN_STEP_UNLOCK: return do_lock(st, LOCK_UNLOCK, o);
+    case PLAN_STEP_TRY_LOCK: return do_lock(st, LOCK_TRY, -1, o);
+    case PLAN_STEP_UNLOCK: return do_lock(st, LOCK_UNLOCK, -1, o);
     case PLAN_STEP_ADD: {
+        /* Under the SIGBUS guard, as the Swift worker: another process may shrink the memory. */
         unsigned char *p = pointer(st, step->offset, 8, o);
         if (!p) return -1;
-        uint64_t old; /* a plain little-endian read-modify-write, on purpose not atomic */
-        memcpy(&old, p, 8);
-        old += (uint64_t)step->value;
-        memcpy(p, &old, 8);
+        if (guarded_add(p, (uint64_t)step->value, 0) == -1)
+            return refuse(o, SHMH_BUS_ERROR, "add", st->object, "guarded add(SIGBUS during the access: the memory's file was shrunk)");
+        return 0;
+    }
+    case PLAN_STEP_LOAD: {
+        unsigned char *p = pointer(st, step->offset, 8, o);
+        if (!p) return -1;
+        loaded_value = plain_load_u64(p);
+        has_loaded = 1;
+        return 0;
+    }
+    case PLAN_STEP_STORE_LOADED: {
+        if (!has_loaded) return other(o, OUT_UNSUPPORTED, "store-loaded before any load: nothing was loaded");
+        unsigned char *p = pointer(st, step->offset, 8, o);
+        if (!p) return -1;
+        plain_store_u64(p, loaded_value + (uint64_t)step->value);
+        return 0;
+    }
+    case PLAN_STEP_COMPARE: {
+        uint8_t a[8], b[8];
+        if (checked_access(st, 0, step->offset, a, 8, o) == -1 || checked_access(st, 0, step->with, b, 8, o) == -1) return -1;
+        if (memcmp(a, b, 8) != 0) {
+            uint64_t x = 0, y = 0;
+            for (int i = 0; i < 8; i++) x |= (uint64_t)a[i] << (8 * i), y |= (uint64_t)b[i] << (8 * i);
+            return other(o, OUT_MISMATCH, "at offset %lld of %s: u64 %llu, but at offset %lld: u64 %llu", (long long)step->offset,
+                         step->res.s, (unsigned long long)x, (long long)step->with, (unsigned long long)y);
+        }
         return 0;
     }
     case PLAN_STEP_ATOMIC_ADD: {
@@ -587,7 +690,8 @@ static int act(const struct plan_step *step, struct outcome *o) {
         if (!p) return -1;
         if ((uintptr_t)p % 8 != 0)
             return refuse(o, SHMH_INVALID_SIZE, "atomic-add", NULL, "offset %lld is not 8-byte aligned", (long long)step->offset);
-        __atomic_fetch_add((uint64_t *)(void *)p, (uint64_t)step->value, __ATOMIC_RELAXED);
+        if (guarded_add(p, (uint64_t)step->value, 1) == -1)
+            return refuse(o, SHMH_BUS_ERROR, "atomic-add", st->object, "guarded add(SIGBUS during the access: the memory's file was shrunk)");
         return 0;
     }
     case PLAN_STEP_STORE: return checked_access(st, 1, step->offset, step->bytes, step->nbytes, o);
@@ -631,7 +735,8 @@ static int act(const struct plan_step *step, struct outcome *o) {
         return rc;
     }
     case PLAN_STEP_TOUCH_ALL: {
-        /* Plain loads, unguarded: after a shrink the worker dies of SIGBUS, as a scenario may expect. */
+        /* Plain loads, unguarded: after a shrink the worker dies of SIGBUS, as a scenario may expect. Volatile, so
+         * that no optimizer drops them. */
         size_t size;
         unsigned char *data = bytes_of(st, &size);
         if (!data) return refuse(o, SHMH_NOT_FOUND, "touch-all", NULL, "not attached");
@@ -697,9 +802,39 @@ static void fail_worker(const struct plan_step *step, const char *error, int err
     failure.err = err;
 }
 
+/* --- where the worker is: `at LINE` on SIGUSR1 (the runner asks before it kills a worker out of time) --- */
+
+static volatile sig_atomic_t current_line;
+
+static void report_step(int sig) {
+    (void)sig;
+    int saved = errno;
+    char text[32] = "at ", digits[16];
+    int n = 0;
+    unsigned line = current_line > 0 ? (unsigned)current_line : 0;
+    do digits[n++] = (char)('0' + line % 10), line /= 10;
+    while (line && n < (int)sizeof digits);
+    size_t used = 3;
+    while (n) text[used++] = digits[--n];
+    text[used++] = '\n';
+    ssize_t ignored = write(1, text, used); /* async-signal-safe */
+    (void)ignored;
+    errno = saved;
+}
+
+static void install_step_reporter(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = report_step;
+    sa.sa_flags = SA_RESTART; /* a barrier's read goes on */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
 /* StepExecutor.perform: one step and its expectation; -1 ends the run. */
 static int perform(const struct plan_step *step) {
     stats.ops++;
+    current_line = step->line;
     struct outcome o;
     o.kind = OUT_OK;
     o.message[0] = '\0';
@@ -725,6 +860,7 @@ static int perform(const struct plan_step *step) {
     }
     case OUT_MISMATCH: fail_worker(step, "check-mismatch", 0, "%s", o.message); return -1;
     case OUT_ABORTED: fail_worker(step, "barrier-aborted", 0, "%s", o.message); return -1;
+    case OUT_UNSUPPORTED: fail_worker(step, "unsupported", 0, "%s", o.message); return -1;
     case OUT_OK: break;
     }
     return 0;
@@ -973,6 +1109,7 @@ int main(int argc, char **argv) {
         else if (r->path.s) snprintf(st->object, sizeof st->object, "%s", r->path.s);
         else snprintf(st->object, sizeof st->object, "memfd:%s", r->id.s);
     }
+    install_step_reporter();
     uint64_t start = now_ns();
     execute(0, plan.nsteps);
     stats.elapsed_ns = now_ns() - start;

@@ -376,7 +376,65 @@ int shm_shim_guarded_copy(void *dst, const void *src, size_t n) {
     return 0;
 }
 
+int shm_shim_guarded_add_u64(void *p, uint64_t value, int atomic) {
+    pthread_once(&shm_shim_bus_once, shm_shim_bus_install);
+    if (shm_shim_bus_install_error != 0) return shm_shim_fail(shm_shim_bus_install_error);
+    if (sigsetjmp(shm_shim_bus_jump, 0) != 0) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGBUS);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        atomic_fetch_add(&shm_shim_bus_faults, 1);
+        return shm_shim_fail(EFAULT);
+    }
+    shm_shim_bus_armed = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (atomic) {
+        __atomic_fetch_add((uint64_t *)p, value, __ATOMIC_RELAXED);
+    } else {
+        uint64_t old; /* a plain little-endian read-modify-write, on purpose not atomic */
+        memcpy(&old, p, 8);
+        old += value;
+        memcpy(p, &old, 8);
+    }
+    atomic_signal_fence(memory_order_seq_cst);
+    shm_shim_bus_armed = 0;
+    return 0;
+}
+
 uint64_t shm_shim_guarded_faults(void) { return atomic_load(&shm_shim_bus_faults); }
+
+// --- where a worker is ---
+
+volatile int shm_shim_current_step_line;
+
+static void shm_shim_report_step(int sig) {
+    (void)sig;
+    int saved = errno;
+    char text[32] = "at ";
+    char digits[16];
+    int n = 0;
+    unsigned line = shm_shim_current_step_line > 0 ? (unsigned)shm_shim_current_step_line : 0;
+    do {
+        digits[n++] = (char)('0' + line % 10);
+        line /= 10;
+    } while (line && n < (int)sizeof digits);
+    size_t used = 3;
+    while (n) text[used++] = digits[--n];
+    text[used++] = '\n';
+    ssize_t ignored = write(1, text, used); // async-signal-safe
+    (void)ignored;
+    errno = saved;
+}
+
+int shm_shim_install_step_reporter(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = shm_shim_report_step;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGUSR1, &action, NULL);
+}
 
 // --- Unix sockets and SCM_RIGHTS ---
 
@@ -493,4 +551,31 @@ int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length)
     if (received == -1) return shm_shim_fail(EBADMSG);
     if (length) *length = capacity > 0 ? (size_t)n : 0;
     return received;
+}
+
+/* --- deliberately plain memory access ------------------------------------------------------------------- */
+
+uint64_t shm_shim_plain_load_u64(const void *p) {
+    if (((uintptr_t)p & 7) == 0) return *(const volatile uint64_t *)p;
+    const volatile uint8_t *b = (const volatile uint8_t *)p;
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++) value |= (uint64_t)b[i] << (8 * i);
+    return value;
+}
+
+void shm_shim_plain_store_u64(void *p, uint64_t value) {
+    if (((uintptr_t)p & 7) == 0) {
+        *(volatile uint64_t *)p = value;
+        return;
+    }
+    volatile uint8_t *b = (volatile uint8_t *)p;
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(value >> (8 * i));
+}
+
+uint8_t shm_shim_touch_every(const void *base, size_t length, size_t stride) {
+    const volatile uint8_t *bytes = (const volatile uint8_t *)base;
+    uint8_t sum = 0;
+    if (stride == 0) stride = 1;
+    for (size_t offset = 0; offset < length; offset += stride) sum = (uint8_t)(sum + bytes[offset]);
+    return sum;
 }

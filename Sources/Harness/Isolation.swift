@@ -66,6 +66,7 @@ public enum Isolation {
         var out = LineReader()
         var err = LineReader()
         var result: TestCaseResult?
+        var partial: TestCaseResult?
         var tail: [String] = []
         let deadline = Date().addingTimeInterval(scenario.timeout.seconds + 60)
         while child.poll() == nil || !out.closed {
@@ -74,13 +75,24 @@ public enum Isolation {
             for line in out.read(child.stdoutFD) {
                 if line.hasPrefix("result "), let data = line.dropFirst("result ".count).data(using: .utf8) {
                     result = try? JSONDecoder().decode(TestCaseResult.self, from: data)
+                } else if line.hasPrefix("partial "), let data = line.dropFirst("partial ".count).data(using: .utf8) {
+                    partial = try? JSONDecoder().decode(TestCaseResult.self, from: data)
                 }
             }
             tail = Array((tail + err.read(child.stderrFD)).suffix(20))
             if Date() > deadline {
                 child.killGroup()
                 child.wait()
-                return errored("the isolated testcase process did not end within the scenario's timeout + 60s; killed")
+                // What the child said once its workers had ended (which worker hung, where, their output).
+                var message = "the isolated testcase process did not end within the scenario's timeout + 60s; killed"
+                guard var partial else { return errored(message + (tail.isEmpty ? "" : ": " + tail.joined(separator: " | "))) }
+                switch partial.status {
+                case .failed(let said, _), .errored(let said, _): message += " during teardown; before that: " + said
+                case .passed, .skipped: message += " during teardown (the workers had done what they should)"
+                }
+                partial.status = .errored(message: message, type: "isolation")
+                partial.time = Date().timeIntervalSince(start)
+                return partial
             }
             if child.status != nil && out.closed { break }
         }

@@ -49,10 +49,32 @@ struct JournalWriter: Sendable {
         append("workdir " + RunJournal.encode(path))
     }
 
-    /// The run cleaned up after itself: mark the journal ended and remove it.
-    func finish(token: String) {
+    /// The run is over: when nothing the journal names is left, mark it ended and remove it. Otherwise it stays
+    /// as it is (not ended, so stale once this process is gone): the next run, or `clean --stale` /
+    /// `clean --run TOKEN`, removes what it names. Returns what was left.
+    @discardableResult
+    func finish(token: String) -> [String] {
+        let left = leftovers()
+        if !left.isEmpty {
+            FileHandle.standardError.write(Data("shm-harness: the run left \(left.count) object(s) behind (\(left.prefix(4).joined(separator: ", "))\(left.count > 4 ? ", ..." : "")); its journal \(path) stays for the next run or `shm-harness clean --run \(token)`\n".utf8))
+            return left
+        }
         append("end \(token)")
         unlink(path)
+        return []
+    }
+
+    /// What the journal names that still exists: segments (and their lock semaphores, key files, System V
+    /// objects), files, lock files and folders.
+    func leftovers() -> [String] {
+        guard let journal = try? RunJournal.read(at: path) else { return [] }
+        var keys = journal.segmentKeys
+        keys += keys.map { $0.lockSemaphoreKey() }
+        var found = IPCSnapshot.traces(of: keys, ftokKeys: Set(keys.compactMap { IPCSnapshot.ftokKey($0) }))
+        for path in journal.files + journal.lockFiles + journal.workDirectories where access(path, F_OK) == 0 {
+            found.append(path)
+        }
+        return Array(Set(found)).sorted()
     }
 
     private func append(_ text: String) {

@@ -1,3 +1,4 @@
+import CShmShim
 import ScenarioKit
 import SharedMemoryKit
 import SystemPackage
@@ -19,7 +20,16 @@ class ResourceHandle {
     /// Why the in-memory lock could not be opened at attach (reported by the first lock step, not by attach).
     private var lockProblem: SharedMemoryError?
 
+    /// Whether create / attach / detach of a segment take its lock. The runner turns this off once every worker
+    /// has ended: it is then the only user, and a lock a dead worker kept (a POSIX semaphore has no undo) must
+    /// not hold its teardown up.
+    var takesLocks = true {
+        didSet { locksChanged() }
+    }
+
     init(_ spec: Plan.Resource) { self.spec = spec }
+
+    func locksChanged() {}
 
     static func make(_ spec: Plan.Resource) -> ResourceHandle {
         switch spec.kind {
@@ -50,7 +60,7 @@ class ResourceHandle {
     }
     func close() {}
     /// The segment's own lock (its Qt semaphore); only segments have one.
-    func semaphoreLock(_ operation: LockOperation) throws(SharedMemoryError) -> Bool {
+    func semaphoreLock(_ operation: LockOperation, timeout: Duration?) throws(SharedMemoryError) -> Bool {
         throw SharedMemoryError(.lockError, operation: "lock", detail: "lock: semaphore belongs to segments")
     }
 
@@ -95,20 +105,23 @@ class ResourceHandle {
 
     enum LockOperation { case lock, tryLock, unlock }
 
-    /// lock / try-lock (false when taken) / unlock with the resource's lock kind.
-    func lock(_ operation: LockOperation) throws(SharedMemoryError) -> Bool {
+    /// lock / try-lock (false when taken) / unlock with the resource's lock kind; a lock waits at most
+    /// `timeout` (nil: without limit) and then fails with lock-error.
+    func lock(_ operation: LockOperation, timeout: Duration? = nil) throws(SharedMemoryError) -> Bool {
         switch spec.lock {
         case .semaphore:
-            return try semaphoreLock(operation)
+            return try semaphoreLock(operation, timeout: timeout)
         case .futex:
             if let lockProblem { throw lockProblem }
             guard let futex else { throw SharedMemoryError(.lockError, operation: "lock", detail: "not attached: the futex word is in the memory") }
-            return try Self.run(operation, lock: futex.lock, tryLock: futex.tryLock, unlock: futex.unlock)
+            let lock: () throws(SharedMemoryError) -> Void = if let timeout { { () throws(SharedMemoryError) in try futex.lock(timeout: timeout) } } else { futex.lock }
+            return try Self.run(operation, lock: lock, tryLock: futex.tryLock, unlock: futex.unlock)
         case .robustMutex:
             if let lockProblem { throw lockProblem }
             guard let robust else { throw SharedMemoryError(.lockError, operation: "lock", detail: "not attached: the mutex is in the memory") }
             do throws(SharedMemoryError) {
-                let done = try Self.run(operation, lock: robust.lock, tryLock: robust.tryLock, unlock: robust.unlock)
+                let lock: () throws(SharedMemoryError) -> Void = if let timeout { { () throws(SharedMemoryError) in try robust.lock(timeout: timeout) } } else { robust.lock }
+                let done = try Self.run(operation, lock: lock, tryLock: robust.tryLock, unlock: robust.unlock)
                 if done { holdsRobustMutex = operation != .unlock }
                 return done
             } catch where error.code == .ownerDied {
@@ -120,7 +133,8 @@ class ResourceHandle {
         case .lockfile:
             if lockFile == nil { lockFile = try openLockFile() }
             let file = lockFile!
-            return try Self.run(operation, lock: file.lock, tryLock: file.tryLock, unlock: file.unlock)
+            let lock: () throws(SharedMemoryError) -> Void = if let timeout { { () throws(SharedMemoryError) in try file.lock(timeout: timeout) } } else { file.lock }
+            return try Self.run(operation, lock: lock, tryLock: file.tryLock, unlock: file.unlock)
         }
     }
 
@@ -143,6 +157,16 @@ class ResourceHandle {
         return true
     }
 
+    /// add / atomic-add at a checked pointer, under the SIGBUS guard (no size check: they are the hot path; a
+    /// page that is gone is bus-error, not a dead worker).
+    func guardedAdd(_ value: UInt64, at pointer: UnsafeMutableRawPointer, atomic: Bool) throws(SharedMemoryError) {
+        if shm_shim_guarded_add_u64(pointer, value, atomic ? 1 : 0) != 0 {
+            throw SharedMemoryError(
+                .busError, operation: atomic ? "atomic-add" : "add", call: "guarded add", underlyingError: .badAddress,
+                object: objectName, detail: "SIGBUS during the access: the memory's file was shrunk")
+        }
+    }
+
     /// Checked pointer for 8-byte arithmetic steps (add, atomic-add).
     func pointer(offset: Int, length: Int) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
         guard let bytes else { throw SharedMemoryError(.notFound, operation: "access", object: objectName, detail: "not attached") }
@@ -163,10 +187,12 @@ final class SegmentHandle: ResourceHandle {
         guard let text = spec.key, let key = NativeIPCKey(string: text) else {
             throw SharedMemoryError(.keyError, operation: "resource", detail: "resource \(spec.id) has no key in the plan")
         }
-        let made = SharedMemory(key: key)
+        let made = SharedMemory(key: key, options: .init(takesLock: takesLocks))
         memory = made
         return made
     }
+
+    override func locksChanged() { memory?.options.takesLock = takesLocks }
 
     var sharedMemory: SharedMemory? { memory }
     override var bytes: UnsafeMutableRawBufferPointer? { memory?.data }
@@ -180,10 +206,10 @@ final class SegmentHandle: ResourceHandle {
         if memory?.isAttached == true { try? detach() }
         memory = nil
     }
-    override func semaphoreLock(_ operation: LockOperation) throws(SharedMemoryError) -> Bool {
+    override func semaphoreLock(_ operation: LockOperation, timeout: Duration?) throws(SharedMemoryError) -> Bool {
         let memory = try segment()
         switch operation {
-        case .lock: try memory.lock()
+        case .lock: try memory.lock(timeout: timeout)
         case .unlock: try memory.unlock()
         case .tryLock: return try memory.tryLock()
         }

@@ -150,11 +150,16 @@ public struct Runner {
     }
 
     /// One testcase in this very process (the isolated child's side of `run --isolate`).
-    public static func runHere(_ scenario: Scenario, token: String, machineLeakCheck: Bool, strict: Bool = false) throws -> TestCaseResult {
+    /// `onWorkersEnded` hears the verdict as it stands before teardown (see ``TestcaseRun``).
+    public static func runHere(
+        _ scenario: Scenario, token: String, machineLeakCheck: Bool, strict: Bool = false, onWorkersEnded: ((TestCaseResult) -> Void)? = nil
+    ) throws -> TestCaseResult {
         prepareProcess()
         let environment = try RunEnvironment.current(jobs: 1, machineLeakCheck: machineLeakCheck, strict: strict, token: "one-" + token)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
-        return TestcaseRun(scenario: scenario, environment: environment, token: token, journal: JournalWriter.inherited).run()
+        let run = TestcaseRun(scenario: scenario, environment: environment, token: token, journal: JournalWriter.inherited)
+        run.onWorkersEnded = onWorkersEnded
+        return run.run()
     }
 
     /// Three pipes per worker: hundreds of workers need more descriptors than the usual soft limit of 1024.

@@ -40,6 +40,8 @@ public final class StepExecutor {
     private var handles: [String: ResourceHandle] = [:]
     private let barrier: (String) throws(StepFailure) -> Void
     public private(set) var stats = WorkerStats()
+    /// What the last `load` read, for `store-loaded`; nil before any load.
+    private var loaded: UInt64?
     static let maxLatencySamples = 200_000
 
     /// What a step can end in besides success.
@@ -47,6 +49,7 @@ public final class StepExecutor {
         case library(SharedMemoryError)
         case mismatch(String)
         case aborted(String)
+        case unsupported(String)
     }
 
     /// - Parameter barrier: waits at a named barrier (the worker's stdin/stdout protocol with the runner).
@@ -71,8 +74,11 @@ public final class StepExecutor {
     /// Detaches and closes everything (the last detach of a segment destroys it, as in Qt) but a mapping whose
     /// robust mutex this process still holds: that one stays until the process ends, so that the kernel can mark
     /// the mutex owner-died for the next locker.
-    public func closeAll() {
+    /// - Parameter takingLocks: false when no other process can be using the resources any more (the runner's
+    ///   teardown after every worker ended): detaching then never waits for a segment's lock.
+    public func closeAll(takingLocks: Bool = true) {
         for (_, handle) in handles {
+            if !takingLocks { handle.takesLocks = false }
             if handle.holdsRobustMutex {
                 _ = Unmanaged.passRetained(handle)  // never unmapped by a deinit: the process exit releases it
             } else {
@@ -100,6 +106,7 @@ public final class StepExecutor {
     /// One step, judged against its `expect-error`.
     private func perform(_ step: Step) throws(StepFailure) {
         stats.operations += 1
+        shm_shim_set_current_step_line(Int32(truncatingIfNeeded: step.location.line))
         func fail(_ error: String, _ message: String, errno: Int32? = nil) -> StepFailure {
             StepFailure(line: step.location.line, step: step.action.kind.rawValue, error: error, message: message, errno: errno)
         }
@@ -116,6 +123,7 @@ public final class StepExecutor {
                 return
             case .mismatch(let message): throw fail("check-mismatch", message)
             case .aborted(let message): throw fail("barrier-aborted", message)
+            case .unsupported(let message): throw fail("unsupported", message)
             }
         }
         if let expected = step.expectError {
@@ -146,10 +154,10 @@ public final class StepExecutor {
         case .detach(let id):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.detach() }
-        case .lock(let id):
+        case .lock(let id, let timeout):
             let r = try resource(id)
             let start = Self.now()
-            _ = try library { () throws(SharedMemoryError) in try r.lock(.lock) }
+            _ = try library { () throws(SharedMemoryError) in try r.lock(.lock, timeout: timeout) }
             if stats.lockLatencies.count < Self.maxLatencySamples { stats.lockLatencies.append(Self.now() &- start) }
         case .unlock(let id):
             let r = try resource(id)
@@ -159,17 +167,33 @@ public final class StepExecutor {
             let taken = try library { () throws(SharedMemoryError) in try r.lock(.tryLock) }
             if !taken { throw .library(SharedMemoryError(.busy, operation: "try-lock", object: r.objectName, detail: "the lock is taken")) }
         case .add(let id, let offset, let value):
+            // Under the SIGBUS guard: another process may shrink the memory (a POSIX segment's file too).
             let r = try resource(id)
             let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
-            p.storeBytes(of: p.loadUnaligned(as: UInt64.self) &+ UInt64(bitPattern: value), as: UInt64.self)
+            try library { () throws(SharedMemoryError) in try r.guardedAdd(UInt64(bitPattern: value), at: p, atomic: false) }
+        case .load(let id, let offset):
+            let r = try resource(id)
+            let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
+            loaded = shm_shim_plain_load_u64(p)
+        case .storeLoaded(let id, let offset, let plus):
+            let r = try resource(id)
+            guard let value = loaded else { throw .unsupported("store-loaded before any load: nothing was loaded") }
+            let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
+            shm_shim_plain_store_u64(p, value &+ UInt64(bitPattern: plus))
+        case .compare(let id, let offset, let other):
+            let r = try resource(id)
+            let a = try library { () throws(SharedMemoryError) in try r.read(at: offset, count: 8) }
+            let b = try library { () throws(SharedMemoryError) in try r.read(at: other, count: 8) }
+            if a != b {
+                throw .mismatch("at offset \(offset) of \(id): u64 \(Self.littleEndian(a)), but at offset \(other): u64 \(Self.littleEndian(b))")
+            }
         case .atomicAdd(let id, let offset, let value):
             let r = try resource(id)
             let p = try library { () throws(SharedMemoryError) in try r.pointer(offset: offset, length: 8) }
             guard Int(bitPattern: p) % 8 == 0 else {
                 throw .library(SharedMemoryError(.invalidSize, operation: "atomic-add", detail: "offset \(offset) is not 8-byte aligned"))
             }
-            UnsafeAtomic<UInt64>(at: p.assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
-                .wrappingIncrement(by: UInt64(bitPattern: value), ordering: .relaxed)
+            try library { () throws(SharedMemoryError) in try r.guardedAdd(UInt64(bitPattern: value), at: p, atomic: true) }
         case .store(let id, let offset, let value):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.write(value.bytes, at: offset) }
@@ -199,9 +223,8 @@ public final class StepExecutor {
             // Plain loads, unguarded: after a shrink the worker dies of SIGBUS, as a scenario may expect.
             let r = try resource(id)
             guard let data = r.bytes else { throw .library(SharedMemoryError(.notFound, operation: "touch-all", detail: "not attached")) }
-            var sum: UInt8 = 0
-            for offset in stride(from: 0, to: data.count, by: 4096) { sum &+= data.load(fromByteOffset: offset, as: UInt8.self) }
-            withExtendedLifetime(sum) {}
+            // Volatile loads in the shim: the optimizer cannot drop them (it did drop plain Swift loads in -c release).
+            _ = shm_shim_touch_every(data.baseAddress, data.count, 4096)
         case .truncate(let id, let size):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.truncate(to: size) }

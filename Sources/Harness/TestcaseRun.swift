@@ -21,6 +21,8 @@ final class TestcaseRun {
         var result: WorkerProcess.Result?
         var barriersNamed: Set<String>
         var waitingAt: String?
+        /// The scenario line of the step the worker said it was at (`at LINE`, when asked before a kill).
+        var atLine: Int?
         var label: String { "\(group)/\(index)" }
 
         /// Keeps the last 20 lines of the worker's output for the report.
@@ -41,6 +43,9 @@ final class TestcaseRun {
     enum Kind { case failure, error }
 
     let journal: JournalWriter?
+    /// Told the verdict as it stands once the workers have ended, before teardown and the leak check (an
+    /// isolated child prints it, so that its parent can still report it if the child hangs after that).
+    var onWorkersEnded: ((TestCaseResult) -> Void)?
 
     init(scenario: Scenario, environment: RunEnvironment, token: String, journal: JournalWriter?) {
         self.journal = journal
@@ -117,17 +122,33 @@ final class TestcaseRun {
             problems.append((.error, "could not start the workers: \(error)"))
         }
         superviseWorkers()
+        if let onWorkersEnded {
+            var partial = base(verdict(), detail: problems.map(\.message).joined(separator: "\n"))
+            partial.output = workersOutput()
+            onWorkersEnded(partial)
+        }
         ftokKeys.formUnion(ownKeys.compactMap { IPCSnapshot.ftokKey($0) })
         checkMemory(setup: setup, resources: resources)
-        let status: TestCaseResult.Status
+        return finish(verdict(), detail: problems.map(\.message).joined(separator: "\n"), setup: setup, ownKeys: ownKeys, ftokKeys: ftokKeys, snapshot: snapshotBefore)
+    }
+
+    private func verdict() -> TestCaseResult.Status {
         if let error = problems.first(where: { $0.kind == .error }) {
-            status = .errored(message: error.message, type: "error")
+            return .errored(message: error.message, type: "error")
         } else if let failure = problems.first {
-            status = .failed(message: failure.message, type: "expectation")
-        } else {
-            status = .passed
+            return .failed(message: failure.message, type: "expectation")
         }
-        return finish(status, detail: problems.map(\.message).joined(separator: "\n"), setup: setup, ownKeys: ownKeys, ftokKeys: ftokKeys, snapshot: snapshotBefore)
+        return .passed
+    }
+
+    /// Whether every worker has ended: the runner is then the only user of the run's objects (their keys and
+    /// paths are unique to the run), and its teardown takes no locks (one a dead worker kept would stall it).
+    private var everyWorkerEnded: Bool { workers.allSatisfy { $0.process.status != nil } }
+
+    private func workersOutput() -> String {
+        workers.map { w in
+            (["--- \(w.label) (\(w.process.status.map(Self.describe) ?? "running"))"] + w.tail).joined(separator: "\n")
+        }.joined(separator: "\n")
     }
 
     /// Teardown (detach what setup made), leak check, output and metrics.
@@ -135,7 +156,7 @@ final class TestcaseRun {
         _ status: TestCaseResult.Status, detail: String, setup: StepExecutor?, ownKeys: [NativeIPCKey], ftokKeys: Set<Int32>,
         snapshot: IPCSnapshot?
     ) -> TestCaseResult {
-        setup?.closeAll()
+        setup?.closeAll(takingLocks: !everyWorkerEnded)
         removeFiles()
         var status = status
         var detail = detail
@@ -150,9 +171,7 @@ final class TestcaseRun {
             }
         }
         var result = base(status, detail: detail)
-        result.output = workers.map { w in
-            (["--- \(w.label) (\(w.process.status.map(Self.describe) ?? "running"))"] + w.tail).joined(separator: "\n")
-        }.joined(separator: "\n")
+        result.output = workersOutput()
         result.properties = metrics()
         return result
     }
@@ -236,7 +255,8 @@ final class TestcaseRun {
         for spec in scenario.workers {
             let barriers = Self.barrierNames(spec.steps)
             for index in 0..<spec.count {
-                let plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: spec.steps)
+                let steps = Self.withLockTimeouts(spec.steps, default: scenario.timeout)
+                let plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: steps)
                 let planPath = "\(planDirectory)/\(spec.name)-\(index).plan"
                 try plan.encoded().write(toFile: planPath, atomically: false, encoding: .utf8)
                 var env = ProcessInfo.processInfo.environment
@@ -272,6 +292,33 @@ final class TestcaseRun {
                 workers.append(Worker(group: spec.name, index: index, spec: spec, process: process, barriersNamed: barriers))
             }
         }
+    }
+
+    /// A `lock` step without `timeout:` waits at most the scenario's timeout.
+    static func withLockTimeouts(_ steps: [Step], default timeout: Duration) -> [Step] {
+        steps.map { step in
+            var step = step
+            switch step.action {
+            case .lock(let resource, nil): step.action = .lock(resource: resource, timeout: timeout)
+            case .repeatTimes(let n, let body): step.action = .repeatTimes(n, withLockTimeouts(body, default: timeout))
+            case .repeatFor(let d, let body): step.action = .repeatFor(d, withLockTimeouts(body, default: timeout))
+            default: break
+            }
+            return step
+        }
+    }
+
+    /// The step at a scenario line in a worker's steps (repeat bodies included).
+    static func step(atLine line: Int, in steps: [Step]) -> Step? {
+        for step in steps {
+            if step.location.line == line { return step }
+            switch step.action {
+            case .repeatTimes(_, let body), .repeatFor(_, let body):
+                if let found = self.step(atLine: line, in: body) { return found }
+            default: break
+            }
+        }
+        return nil
     }
 
     static func barrierNames(_ steps: [Step]) -> Set<String> {
@@ -325,10 +372,16 @@ final class TestcaseRun {
             }
         }
         if timedOut {
+            askWhereTheyAre()
             let alive = workers.filter { $0.process.status == nil }
             for w in alive { w.process.killGroup() }
             for w in alive { w.process.wait() }
-            problems.insert((.error, "timeout: the scenario ran longer than \(DurationText.format(scenario.timeout)); killed \(alive.count) worker(s): \(alive.prefix(8).map(\.label).joined(separator: ", "))\(alive.count > 8 ? ", ..." : "")"), at: 0)
+            for i in workers.indices {
+                for line in workers[i].stdout.read(workers[i].process.stdoutFD) { handle(line, from: i) }
+                workers[i].drainStandardError()
+            }
+            let named = workers.filter { w in alive.contains { $0.label == w.label } }.map(describeHung)
+            problems.insert((.error, "timeout: the scenario ran longer than \(DurationText.format(scenario.timeout)); killed \(alive.count) worker(s): \(named.prefix(8).joined(separator: ", "))\(alive.count > 8 ? ", ..." : "")"), at: 0)
         }
         for i in workers.indices {
             workers[i].drainStandardError()
@@ -336,8 +389,37 @@ final class TestcaseRun {
         }
     }
 
+    /// Before the kill: each Swift or C worker still running is asked where it is (SIGUSR1: it writes `at LINE`);
+    /// their answers are read for up to a second.
+    private func askWhereTheyAre() {
+        let asked = workers.indices.filter { workers[$0].process.status == nil && workers[$0].spec.impl != .exec }
+        guard !asked.isEmpty else { return }
+        for i in asked { kill(workers[i].process.pid, SIGUSR1) }
+        let deadline = Date().addingTimeInterval(1)
+        while Date() < deadline && asked.contains(where: { workers[$0].atLine == nil && workers[$0].process.status == nil }) {
+            var fds = asked.map { pollfd(fd: workers[$0].process.stdoutFD, events: Int16(POLLIN), revents: 0) }
+            _ = Glibc.poll(&fds, nfds_t(fds.count), 50)
+            for (n, i) in asked.enumerated() where fds[n].revents != 0 {
+                for line in workers[i].stdout.read(workers[i].process.stdoutFD) { handle(line, from: i) }
+            }
+            for i in asked where workers[i].process.status == nil { _ = workers[i].process.poll() }
+        }
+    }
+
+    /// `waiter/0 at FILE:LINE (lock)`, or `waiting at barrier NAME`, or the label alone.
+    private func describeHung(_ w: Worker) -> String {
+        if let line = w.atLine, line > 0 {
+            let kind = Self.step(atLine: line, in: w.spec.steps).map { $0.action.kind.rawValue } ?? "step"
+            return "\(w.label) at \(scenario.file):\(line) (\(kind))"
+        }
+        if let barrier = w.waitingAt { return "\(w.label) waiting at barrier \(barrier)" }
+        return w.label
+    }
+
     private func handle(_ line: String, from i: Int) {
-        if line.hasPrefix("barrier ") {
+        if line.hasPrefix("at "), workers[i].spec.impl != .exec, let number = Int(line.dropFirst(3)) {
+            workers[i].atLine = number
+        } else if line.hasPrefix("barrier ") {
             let name = String(line.dropFirst("barrier ".count))
             workers[i].waitingAt = name
             checkBarrier(name)
@@ -409,6 +491,7 @@ final class TestcaseRun {
             var temporary: ResourceHandle?
             if handle.bytes == nil {
                 let probe = handle is MemFDHandle ? handle : ResourceHandle.make(handle.spec)
+                probe.takesLocks = !everyWorkerEnded
                 do {
                     try probe.attach(readOnly: true)
                 } catch {

@@ -33,6 +33,8 @@ public enum WorkerProcess {
 
     public static func main(planPath: String, user: String?) -> Int32 {
         guard setParentDeathSignal() else { return 2 }
+        // The runner asks a worker that ran out of time where it is (SIGUSR1) before it kills it.
+        _ = shm_shim_install_step_reporter()
         guard let text = try? String(contentsOfFile: planPath, encoding: .utf8) else {
             Foundation.FileHandle.standardError.write(Data("shm-harness worker: cannot read the plan \(planPath)\n".utf8))
             return 2

@@ -79,7 +79,19 @@ extension Interpreter {
                 action = .attach(resource: res, readOnly: false)
             }
         case .detach: action = resourceOnly("detach").map { .detach(resource: $0) }
-        case .lock: action = resourceOnly("lock").map { .lock(resource: $0) }
+        case .lock:
+            if case .mapping = value {
+                guard let fields = reader.mapping(value, "lock", allowed: ["res", "timeout"]) else { return nil }
+                let args = Arguments(fields)
+                guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+                var timeout: Duration?
+                if let node = args["timeout"], let parsed = reader.duration(node, "timeout") {
+                    if parsed <= .zero { reader.fail(node, "a lock timeout must be longer than 0") } else { timeout = parsed }
+                }
+                action = .lock(resource: res, timeout: timeout)
+            } else {
+                action = resourceOnly("lock").map { .lock(resource: $0, timeout: nil) }
+            }
         case .unlock: action = resourceOnly("unlock").map { .unlock(resource: $0) }
         case .tryLock: action = resourceOnly("try-lock").map { .tryLock(resource: $0) }
         case .touchAll: action = resourceOnly("touch-all").map { .touchAll(resource: $0) }
@@ -97,6 +109,25 @@ extension Interpreter {
             let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
             guard let stored = storedValue(args, value) else { return nil }
             action = kind == .store ? .store(resource: res, offset: offset, value: stored) : .check(resource: res, offset: offset, value: stored)
+        case .load, .storeLoaded, .compare:
+            let extra = kind == .load ? [] : kind == .storeLoaded ? ["plus"] : ["with"]
+            guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "offset"] + extra) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
+            switch kind {
+            case .load: action = .load(resource: res, offset: offset)
+            case .storeLoaded:
+                let plus = args["plus"].flatMap { reader.int($0, "plus") } ?? 0
+                action = .storeLoaded(resource: res, offset: offset, plus: Int64(plus))
+            default:
+                guard let withNode = args["with"] else {
+                    reader.fail(value, "compare needs with: (the offset of the other u64)")
+                    return nil
+                }
+                guard let other = reader.int(withNode, "with", range: 0...Int.max) else { return nil }
+                action = .compare(resource: res, offset: offset, with: other)
+            }
         case .fill, .checkFill:
             guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "byte"]) else { return nil }
             let args = Arguments(fields)

@@ -159,6 +159,7 @@ struct Interpreter {
         if let node = value("steps") {
             if impl == .exec { reader.fail(node, "an exec worker runs its command; it has no steps") }
             steps = self.steps(node, resources: resources, inSetup: false) ?? []
+            checkRegisterUse(steps)
         } else if impl != .exec {
             reader.fail(node, "worker '\(name)' needs steps:")
         }
@@ -177,6 +178,23 @@ struct Interpreter {
         return WorkerSpec(
             name: name, count: count, impl: impl, command: command, user: user, steps: steps, expect: expect,
             location: reader.location(node))
+    }
+
+    /// `store-loaded` writes what an earlier `load` of the same worker read: a worker's steps must load first.
+    mutating func checkRegisterUse(_ steps: [Step]) {
+        var loaded = false
+        func walk(_ steps: [Step]) {
+            for step in steps {
+                switch step.action {
+                case .load: loaded = true
+                case .storeLoaded where !loaded:
+                    reader.fail(at: step.location, "store-loaded writes the value an earlier load read; this worker has no load before it")
+                case .repeatTimes(_, let body), .repeatFor(_, let body): walk(body)
+                default: break
+                }
+            }
+        }
+        walk(steps)
     }
 
     mutating func expectation(_ node: Node, ids: Set<String>) -> ScenarioExpectation? {

@@ -22,6 +22,10 @@ struct NodeReader {
         errors.append(ScenarioError(location(node), message))
     }
 
+    mutating func fail(at location: SourceLocation, _ message: String) {
+        errors.append(ScenarioError(location, message))
+    }
+
     /// A scalar with `${name}` substituted; nil (and an error) for a mapping, sequence or alias.
     mutating func string(_ node: Node, _ what: String) -> String? {
         guard case .scalar(let scalar) = node else {

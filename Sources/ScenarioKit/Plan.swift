@@ -9,7 +9,7 @@ import SharedMemoryKit
 ///     resource seg kind=segment key=systemv%3A%2Ftmp%2Fqipc_... size=4096 lock=semaphore lock-offset=0
 ///     step 22 attach res=seg mode=rw
 ///     repeat 24 times=20000 body=3
-///     step 26 lock res=seg
+///     step 26 lock res=seg timeout-ns=2000000000
 ///     step 27 add res=seg offset=0 value=1
 ///     step 28 unlock res=seg
 ///     step 29 barrier name=start expect-error=not-found
@@ -104,7 +104,10 @@ public struct Plan: Sendable {
             case .attach(let r, let readOnly):
                 add("res", r)
                 add("mode", readOnly ? "ro" : "rw")
-            case .detach(let r), .lock(let r), .unlock(let r), .tryLock(let r), .touchAll(let r):
+            case .lock(let r, let timeout):
+                add("res", r)
+                if let timeout { add("timeout-ns", "\(timeout.nanoseconds)") }
+            case .detach(let r), .unlock(let r), .tryLock(let r), .touchAll(let r):
                 add("res", r)
             case .add(let r, let offset, let value), .atomicAdd(let r, let offset, let value):
                 add("res", r)
@@ -120,6 +123,17 @@ public struct Plan: Sendable {
             case .fill(let r, let byte), .checkFill(let r, let byte):
                 add("res", r)
                 add("byte", "\(byte)")
+            case .load(let r, let offset):
+                add("res", r)
+                add("offset", "\(offset)")
+            case .storeLoaded(let r, let offset, let plus):
+                add("res", r)
+                add("offset", "\(offset)")
+                add("plus", "\(plus)")
+            case .compare(let r, let offset, let other):
+                add("res", r)
+                add("offset", "\(offset)")
+                add("with", "\(other)")
             case .truncate(let r, let size):
                 add("res", r)
                 add("size", "\(size)")
@@ -159,7 +173,9 @@ public struct Plan: Sendable {
             let words = line.split(separator: " ")
             guard let head = words.first else { continue }
             switch head {
-            case "file": plan.file = words.count > 1 ? decode(words[1]) ?? "" : ""
+            case "file":
+                guard words.count == 2, let file = decode(words[1]) else { throw ParseError(line: position, message: "file PATH (one percent-encoded word)") }
+                plan.file = file
             case "worker":
                 guard words.count == 4, let group = decode(words[1]), let index = Int(words[2]), let count = Int(words[3]) else {
                     throw ParseError(line: position, message: "worker GROUP INDEX COUNT")
@@ -169,14 +185,27 @@ public struct Plan: Sendable {
                 plan.count = count
             case "resource":
                 guard words.count >= 2, let id = decode(words[1]) else { throw ParseError(line: position, message: "resource ID fields…") }
-                let f = try fields(words.dropFirst(2), line: position)
+                let f = try fields(words.dropFirst(2), line: position, allowed: Self.resourceFields)
                 guard let kind = f["kind"].flatMap(ResourceKind.init(rawValue:)), let lock = f["lock"].flatMap(LockKind.init(rawValue:)) else {
-                    throw ParseError(line: position, message: "resource needs kind= and lock=")
+                    throw ParseError(line: position, message: "resource needs kind= (\(ResourceKind.allCases.map(\.rawValue).joined(separator: ", "))) and lock= (\(LockKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                func number(_ name: String, _ range: ClosedRange<Int>) throws(ParseError) -> Int? {
+                    guard let text = f[name] else { return nil }
+                    guard let value = Int(text), range.contains(value) else {
+                        throw ParseError(line: position, message: "\(name)=\(text) is not a number in \(range.lowerBound)...\(range.upperBound)")
+                    }
+                    return value
+                }
+                let isPrivate: Bool
+                switch f["private"] {
+                case nil, "0": isPrivate = false
+                case "1": isPrivate = true
+                case let other?: throw ParseError(line: position, message: "private=\(other): want 0 or 1")
                 }
                 plan.resources.append(Resource(
-                    id: id, kind: kind, key: f["key"], size: f["size"].flatMap { Int($0) }, lock: lock,
-                    lockOffset: f["lock-offset"].flatMap { Int($0) } ?? 0, path: f["path"], fd: f["fd"].flatMap { Int32($0) },
-                    isPrivate: f["private"] == "1"))
+                    id: id, kind: kind, key: f["key"], size: try number("size", 0...Int.max), lock: lock,
+                    lockOffset: try number("lock-offset", 0...Int.max) ?? 0, path: f["path"],
+                    fd: try number("fd", 0...Int(Int32.max)).map { Int32($0) }, isPrivate: isPrivate))
             case "step", "repeat": stepLines.append((position, line))
             case "end":
                 var cursor = 0
@@ -188,13 +217,42 @@ public struct Plan: Sendable {
         throw ParseError(line: position, message: "missing end")
     }
 
-    static func fields(_ words: ArraySlice<Substring>, line: Int) throws(ParseError) -> [String: String] {
+    static let resourceFields: Set<String> = ["kind", "key", "size", "lock", "lock-offset", "path", "fd", "private"]
+
+    /// The fields each step kind takes (besides `expect-error`, which every step may carry).
+    public static func stepFields(_ kind: StepKind) -> Set<String> {
+        switch kind {
+        case .create, .truncate: ["res", "size"]
+        case .attach: ["res", "mode"]
+        case .lock: ["res", "timeout-ns"]
+        case .detach, .unlock, .tryLock, .touchAll: ["res"]
+        case .add, .atomicAdd: ["res", "offset", "value"]
+        case .store, .check: ["res", "offset", "u64", "hex"]
+        case .fill, .checkFill: ["res", "byte"]
+        case .seal: ["res", "seals"]
+        case .barrier: ["name"]
+        case .sleep: ["ns"]
+        case .crash: ["signal"]
+        case .repeat: ["times", "for-ns", "body"]
+        case .load: ["res", "offset"]
+        case .storeLoaded: ["res", "offset", "plus"]
+        case .compare: ["res", "offset", "with"]
+        }
+    }
+
+    /// `name=value` words; a name outside `allowed` (plus `expect-error`), a repeated name, a word without `=` or a
+    /// bad escape is a broken plan.
+    static func fields(_ words: ArraySlice<Substring>, line: Int, allowed: Set<String>) throws(ParseError) -> [String: String] {
         var result: [String: String] = [:]
         for word in words {
             guard let eq = word.firstIndex(of: "="), let value = decode(word[word.index(after: eq)...]) else {
                 throw ParseError(line: line, message: "bad field '\(word)'")
             }
-            result[String(word[..<eq])] = value
+            let name = String(word[..<eq])
+            guard allowed.contains(name) || name == "expect-error" else {
+                throw ParseError(line: line, message: "unknown field '\(name)'; expected one of: \((allowed.sorted() + ["expect-error"]).joined(separator: ", "))")
+            }
+            guard result.updateValue(value, forKey: name) == nil else { throw ParseError(line: line, message: "field '\(name)' given twice") }
         }
         return result
     }
@@ -208,68 +266,141 @@ public struct Plan: Sendable {
             guard words.count >= 2, let sourceLine = Int(words[1]) else { throw ParseError(line: number, message: "step LINE KIND fields…") }
             let location = SourceLocation(file: file, line: sourceLine, column: 1)
             if words[0] == "repeat" {
-                let f = try fields(words.dropFirst(2), line: number)
+                let f = try fields(words.dropFirst(2), line: number, allowed: stepFields(.repeat))
                 guard let body = f["body"].flatMap({ Int($0) }), body >= 0 else { throw ParseError(line: number, message: "repeat needs body=N (N >= 0)") }
                 let inner = try steps(lines, &cursor, count: body, file: file)
                 let action: Step.Action
-                if let times = f["times"].flatMap({ Int($0) }), times >= 0 {
+                switch (f["times"], f["for-ns"]) {
+                case (let t?, nil):
+                    guard let times = Int(t), times >= 0 else { throw ParseError(line: number, message: "times=\(t) is not a count") }
                     action = .repeatTimes(times, inner)
-                } else if let ns = f["for-ns"].flatMap({ Int64($0) }), ns >= 0 {
+                case (nil, let t?):
+                    guard let ns = Int64(t), ns >= 0 else { throw ParseError(line: number, message: "for-ns=\(t) is not a duration in nanoseconds") }
                     action = .repeatFor(.nanoseconds(ns), inner)
-                } else {
-                    throw ParseError(line: number, message: "repeat needs times= or for-ns=")
+                default:
+                    throw ParseError(line: number, message: "repeat needs times= or for-ns= (one of them)")
                 }
                 result.append(Step(action: action, expectError: f["expect-error"], location: location))
                 continue
             }
-            guard words.count >= 3, let kind = StepKind(rawValue: String(words[2])) else { throw ParseError(line: number, message: "unknown step") }
-            let f = try fields(words.dropFirst(3), line: number)
+            guard words.count >= 3, let kind = StepKind(rawValue: String(words[2])), kind != .repeat else {
+                throw ParseError(line: number, message: words.count >= 3 ? "unknown step '\(words[2])'" : "step LINE KIND fields…")
+            }
+            let f = try fields(words.dropFirst(3), line: number, allowed: stepFields(kind))
             func res() throws(ParseError) -> String {
                 guard let r = f["res"] else { throw ParseError(line: number, message: "\(kind.rawValue) needs res=") }
                 return r
             }
-            /// A number field: absent is `fallback`; present but not a number is a broken plan.
-            func int(_ name: String, _ fallback: Int = 0) throws(ParseError) -> Int {
+            /// A number field: absent is `fallback`; present but not a number in `range` is a broken plan.
+            func int(_ name: String, _ fallback: Int = 0, _ range: ClosedRange<Int> = Int.min...Int.max) throws(ParseError) -> Int {
                 guard let text = f[name] else { return fallback }
-                guard let value = Int(text) else { throw ParseError(line: number, message: "\(name)=\(text) is not a number") }
+                guard let value = Int(text), range.contains(value) else {
+                    throw ParseError(line: number, message: "\(name)=\(text) is not a number" + (range == Int.min...Int.max ? "" : " in \(range.lowerBound)...\(range.upperBound)"))
+                }
+                return value
+            }
+            func int64(_ name: String, _ fallback: Int64) throws(ParseError) -> Int64 {
+                guard let text = f[name] else { return fallback }
+                guard let value = Int64(text) else { throw ParseError(line: number, message: "\(name)=\(text) is not a signed 64-bit integer") }
+                return value
+            }
+            func required(_ name: String) throws(ParseError) -> String {
+                guard let value = f[name] else { throw ParseError(line: number, message: "\(kind.rawValue) needs \(name)=") }
                 return value
             }
             let action: Step.Action
             switch kind {
-            case .create: action = .create(resource: try res(), size: f["size"].flatMap { Int($0) })
-            case .attach: action = .attach(resource: try res(), readOnly: f["mode"] == "ro")
+            case .create: action = .create(resource: try res(), size: f["size"] == nil ? nil : try int("size", 0, 0...Int.max))
+            case .attach:
+                let mode = f["mode"] ?? "rw"
+                guard mode == "ro" || mode == "rw" else { throw ParseError(line: number, message: "mode=\(mode): want ro or rw") }
+                action = .attach(resource: try res(), readOnly: mode == "ro")
             case .detach: action = .detach(resource: try res())
-            case .lock: action = .lock(resource: try res())
+            case .lock:
+                var timeout: Duration?
+                if let text = f["timeout-ns"] {
+                    guard let ns = Int64(text), ns > 0 else { throw ParseError(line: number, message: "timeout-ns=\(text) is not a positive number") }
+                    timeout = .nanoseconds(ns)
+                }
+                action = .lock(resource: try res(), timeout: timeout)
             case .unlock: action = .unlock(resource: try res())
             case .tryLock: action = .tryLock(resource: try res())
             case .touchAll: action = .touchAll(resource: try res())
-            case .add: action = .add(resource: try res(), offset: try int("offset"), value: Int64(f["value"] ?? "1") ?? 1)
-            case .atomicAdd: action = .atomicAdd(resource: try res(), offset: try int("offset"), value: Int64(f["value"] ?? "1") ?? 1)
+            case .add: action = .add(resource: try res(), offset: try int("offset"), value: try int64("value", 1))
+            case .atomicAdd: action = .atomicAdd(resource: try res(), offset: try int("offset"), value: try int64("value", 1))
             case .store, .check:
                 let value: StoredValue
-                if let u = f["u64"].flatMap({ UInt64($0) }) {
-                    value = .u64(u)
-                } else if let hex = f["hex"] {
-                    let digits = Array(hex)
-                    value = .bytes(stride(from: 0, to: digits.count - 1, by: 2).compactMap { UInt8(String(digits[$0...$0 + 1]), radix: 16) })
-                } else {
-                    throw ParseError(line: number, message: "\(kind.rawValue) needs u64= or hex=")
+                switch (f["u64"], f["hex"]) {
+                case (let u?, nil):
+                    guard let v = UInt64(u) else { throw ParseError(line: number, message: "u64=\(u) is not an unsigned 64-bit integer") }
+                    value = .u64(v)
+                case (nil, let hex?):
+                    let digits = Array(hex.utf8)
+                    guard digits.count % 2 == 0, let bytes = Self.hexBytes(digits) else {
+                        throw ParseError(line: number, message: "hex=\(hex) is not pairs of hex digits")
+                    }
+                    value = .bytes(bytes)
+                default:
+                    throw ParseError(line: number, message: "\(kind.rawValue) needs u64= or hex= (one of them)")
                 }
                 let r = try res()
                 action = kind == .store ? .store(resource: r, offset: try int("offset"), value: value) : .check(resource: r, offset: try int("offset"), value: value)
-            case .fill: action = .fill(resource: try res(), byte: UInt8(truncatingIfNeeded: try int("byte")))
-            case .checkFill: action = .checkFill(resource: try res(), byte: UInt8(truncatingIfNeeded: try int("byte")))
-            case .truncate: action = .truncate(resource: try res(), size: try int("size"))
-            case .seal: action = .seal(resource: try res(), seals: (f["seals"] ?? "").split(separator: ",").compactMap { Seal(rawValue: String($0)) })
-            case .barrier: action = .barrier(name: f["name"] ?? "")
-            case .sleep: action = .sleep(.nanoseconds(Int64(f["ns"] ?? "0") ?? 0))
-            case .crash: action = .crash(signal: Int32(f["signal"] ?? "9") ?? 9)
+            case .fill: action = .fill(resource: try res(), byte: UInt8(try int("byte", 0, 0...255)))
+            case .checkFill: action = .checkFill(resource: try res(), byte: UInt8(try int("byte", 0, 0...255)))
+            case .truncate: action = .truncate(resource: try res(), size: try int("size", 0, 0...Int.max))
+            case .seal:
+                var seals: [Seal] = []
+                let list = try required("seals")
+                for name in list.isEmpty ? [] : list.split(separator: ",", omittingEmptySubsequences: false) {
+                    guard let seal = Seal(rawValue: String(name)) else {
+                        throw ParseError(line: number, message: "seals: unknown seal '\(name)'; expected one of: \(Seal.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    seals.append(seal)
+                }
+                action = .seal(resource: try res(), seals: seals)
+            case .barrier:
+                let name = try required("name")
+                guard !name.isEmpty else { throw ParseError(line: number, message: "barrier needs a name") }
+                action = .barrier(name: name)
+            case .sleep:
+                let ns = try int64("ns", 0)
+                guard ns >= 0 else { throw ParseError(line: number, message: "ns=\(ns) is negative") }
+                action = .sleep(.nanoseconds(ns))
+            case .crash:
+                _ = try required("signal")
+                action = .crash(signal: Int32(try int("signal", 0, 1...64)))
+            case .load: action = .load(resource: try res(), offset: try int("offset"))
+            case .storeLoaded: action = .storeLoaded(resource: try res(), offset: try int("offset"), plus: try int64("plus", 0))
+            case .compare:
+                _ = try required("with")
+                action = .compare(resource: try res(), offset: try int("offset"), with: try int("with"))
             case .repeat: throw ParseError(line: number, message: "repeat is its own line kind")
             }
             result.append(Step(action: action, expectError: f["expect-error"], location: location))
         }
         if let count, result.count != count { throw ParseError(line: lines.last?.0 ?? 0, message: "a repeat body is cut short") }
         return result
+    }
+}
+
+extension Plan {
+    /// Pairs of hex digits (either case) as bytes; nil for anything else.
+    static func hexBytes(_ digits: [UInt8]) -> [UInt8]? {
+        func value(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        for i in stride(from: 0, to: digits.count - 1, by: 2) {
+            guard let hi = value(digits[i]), let lo = value(digits[i + 1]) else { return nil }
+            bytes.append(hi << 4 | lo)
+        }
+        return bytes
     }
 }
 

@@ -142,13 +142,20 @@ public struct Step: Sendable {
         case create(resource: String, size: Int?)
         case attach(resource: String, readOnly: Bool)
         case detach(resource: String)
-        case lock(resource: String)
+        /// `timeout`: how long the step waits before lock-error (nil: the scenario's timeout, filled in by the runner).
+        case lock(resource: String, timeout: Duration?)
         case unlock(resource: String)
         case tryLock(resource: String)
         case add(resource: String, offset: Int, value: Int64)
         case atomicAdd(resource: String, offset: Int, value: Int64)
         case store(resource: String, offset: Int, value: StoredValue)
         case check(resource: String, offset: Int, value: StoredValue)
+        /// The first half of a split read-modify-write: a plain 64-bit load into the worker's register.
+        case load(resource: String, offset: Int)
+        /// The second half: a plain 64-bit store of the register plus `plus`.
+        case storeLoaded(resource: String, offset: Int, plus: Int64)
+        /// Two u64 of one resource must be equal.
+        case compare(resource: String, offset: Int, with: Int)
         case fill(resource: String, byte: UInt8)
         case checkFill(resource: String, byte: UInt8)
         case truncate(resource: String, size: Int)
@@ -173,6 +180,9 @@ public struct Step: Sendable {
             case .atomicAdd: .atomicAdd
             case .store: .store
             case .check: .check
+            case .load: .load
+            case .storeLoaded: .storeLoaded
+            case .compare: .compare
             case .fill: .fill
             case .checkFill: .checkFill
             case .truncate: .truncate
@@ -188,9 +198,10 @@ public struct Step: Sendable {
         /// The resource the step works on, if any.
         public var resource: String? {
             switch self {
-            case .create(let r, _), .attach(let r, _), .detach(let r), .lock(let r), .unlock(let r), .tryLock(let r),
+            case .create(let r, _), .attach(let r, _), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
                 .add(let r, _, _), .atomicAdd(let r, _, _), .store(let r, _, _), .check(let r, _, _), .fill(let r, _),
-                .checkFill(let r, _), .truncate(let r, _), .seal(let r, _), .touchAll(let r):
+                .checkFill(let r, _), .truncate(let r, _), .seal(let r, _), .touchAll(let r), .load(let r, _),
+                .storeLoaded(let r, _, _), .compare(let r, _, _):
                 r
             case .barrier, .sleep, .repeatTimes, .repeatFor, .crash: nil
             }
@@ -202,6 +213,7 @@ public struct Step: Sendable {
 public enum StepKind: String, Sendable, CaseIterable {
     case create, attach, detach, lock, unlock, tryLock = "try-lock", add, atomicAdd = "atomic-add", store, check, fill
     case checkFill = "check-fill", truncate, seal, touchAll = "touch-all", barrier, sleep, `repeat`, crash
+    case load, storeLoaded = "store-loaded", compare
 }
 
 /// Signal names and numbers (Linux).

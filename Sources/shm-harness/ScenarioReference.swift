@@ -129,13 +129,17 @@ failing, fails the worker.
 | `create: RES` or `{res, size}` | create (segment: Qt's create; file: create and size it) |
 | `attach: RES` or `{res, mode: ro}` | attach read-write, or read-only |
 | `detach: RES` | detach (a segment's last detach destroys it, as in Qt) |
-| `lock: RES`, `unlock: RES`, `try-lock: RES` | the resource's lock |
+| `lock: RES` or `{res, timeout: 2s}`, `unlock: RES`, `try-lock: RES` | the resource's lock; `lock` waits at most `timeout` (default: the scenario's timeout), then fails with `lock-error` (e.g. a lock a dead process keeps: POSIX semaphores have no undo) |
 | `add: {res, offset, value}` | plain 64-bit read-modify-write (not atomic) |
 | `atomic-add: {res, offset, value}` | atomic 64-bit add |
+| `load: {res, offset}` | the first half of a split read-modify-write: a plain 64-bit load of the u64 at `offset` into the worker's register (one per worker; a later `load` replaces it) |
+| `store-loaded: {res, offset, plus}` | the second half: a plain 64-bit store of the register plus `plus` (a signed integer, default 0) at `offset`. A worker whose `store-loaded` has no `load` before it is refused at load time. A `barrier` or `sleep` between the two forces an interleaving: two workers that both `load` before either stores lose an update every time, which a lock must prevent (`scenarios/lock/exclusion.yaml`). Between a `lock` and its `unlock`, pause with `sleep`, not a `barrier`: a worker waiting for the lock never reaches the barrier, and the testcase times out. Like `add`, both need a read-write attachment |
+| `compare: {res, offset, with}` | the u64 at `offset` must equal the u64 at `with` (both through checked access); a difference fails the worker with `check-mismatch`, naming both values |
 | `store: {res, offset, u64 or hex}`, `check: {res, offset, u64 or hex}` | write; compare (a mismatch fails the worker). Both go through the library's checked access: `store` on a read-only attachment fails with `permission-denied` rather than faulting; an offset past the end of the mapping fails with `invalid-size`; a mapped page whose file was shrunk away fails with `bus-error`, whether the size check or the fault guard finds it |
 | `fill: {res, byte}`, `check-fill: {res, byte}` | every byte |
 | `truncate: {res, size}`, `seal: {res, seals}` | change a file's size; add seals |
-| `touch-all: RES` | read every page with plain loads, unguarded: after a shrink the worker dies of SIGBUS, which a scenario expects with `signal: SIGBUS`. `check` and `check-fill` go through the library's guarded access and fail with `bus-error` instead |
+| `add`, `atomic-add` on memory another process shrank | `bus-error` (they run under the same fault guard; a page that is gone is never a dead worker) |
+| `touch-all: RES` | read every page with plain (volatile: no optimizer removes them, in debug and release builds) loads, unguarded: after a shrink the worker dies of SIGBUS, which a scenario expects with `signal: SIGBUS`. `check` and `check-fill` go through the library's guarded access and fail with `bus-error` instead |
 | `barrier: NAME` | wait until every worker whose steps name NAME has reached it; if one of them ends without reaching it, the waiting workers are released with an error (the testcase errs, naming the barrier and the missing worker) rather than hanging |
 | `sleep: 10ms` | |
 | `repeat: N` or `repeat: {times: N}` or `repeat: {for: 2s}`, with `steps:` | loop |
@@ -180,12 +184,18 @@ selection is not empty.
   (GitLab drops duplicates); a broken expectation is a `<failure message=".." type="..">` naming the
   expectation, the worker (group and index) and its step (`FILE:LINE (step)`); a timeout, a failure of the
   runner's own work, a barrier a worker never reached or a worker killed by an unexpected signal is an
-  `<error>`; unmet requirements are `<skipped message="..">`.
+  `<error>` (a timeout names every worker it killed with the step it hung at, `waiter/0 at FILE:LINE (lock)`,
+  asked of the worker itself, and keeps their output; an isolated testcase whose process hangs after its
+  workers ended still reports what it had found by then); unmet requirements are `<skipped message="..">`.
 - `<system-out>` holds each worker's last lines and the testcase's metrics, one per line, as
   `[[PROPERTY|name=value]]` (the form Jenkins' JUnit attachments and GitLab read): `workers`, `operations`,
   `operations_per_second`, `lock_count`, `lock_p50_ns`, `lock_p90_ns`, `lock_p99_ns`, `lock_max_ns`. The
   schema allows no `<properties>` inside a `<testcase>`, so there are none.
 - Text is escaped and stripped of characters XML 1.0 forbids.
+
+Whatever a worker does to a shared object (shrinks a segment, dies holding its lock), the runner writes its
+report and leaves nothing behind: its own reads of the memory are guarded (`bus-error`), and once every worker
+has ended its teardown takes no locks (a lock a dead worker kept cannot stall it).
 
 ## Exit codes of `shm-harness run`
 0: every testcase passed or was skipped. 1: a testcase failed or erred (in strict mode, a testcase that

@@ -2,6 +2,8 @@ import Foundation
 import ScenarioKit
 import Testing
 
+@testable import Harness
+
 @Suite struct LoaderTests {
     @Test func contractExamplesParse() throws {
         let one = try ScenarioLoader.load(file: Paths.fixtures + "/contract/example-1.yaml")
@@ -49,6 +51,9 @@ import Testing
         ("exec without command", "workers:\n  - impl: exec\n", 2, 5, "impl: exec needs command"),
         ("no workers", "summary: nothing\n", 1, 1, "needs workers"),
         ("environment names collide", "resources:\n  a-b: {kind: segment, size: 64}\n  a_b: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - attach: a-b\n", 2, 3, "both become SHM_HARNESS_A_B_*"),
+        ("lock timeout not a duration", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - lock: {res: s, timeout: soon}\n", 5, 33, "timeout must be a duration"),
+        ("lock timeout zero", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - lock: {res: s, timeout: 0s}\n", 5, 33, "a lock timeout must be longer than 0"),
+        ("lock takes res and timeout", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - lock: {res: s, wait: 1s}\n", 5, 24, "unknown key 'wait'"),
         ("hex odd", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - store: {res: s, hex: abc}\n", 5, 30, "even number of hex digits"),
     ]
 
@@ -62,6 +67,21 @@ import Testing
             let first = try #require(error.errors.first { $0.message.contains(message) }, "\(name): \(error)")
             #expect(first.location.line == line && first.location.column == column, "\(name): \(first)")
             #expect(first.description.hasPrefix("broken.yaml:\(line):\(column): "))
+        }
+    }
+
+    @Test func lockTakesATimeout() throws {
+        let yaml = "timeout: 9s\nresources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - lock: {res: s, timeout: 250ms}\n      - lock: s\n"
+        let scenario = try #require(try ScenarioLoader.load(text: yaml, file: "t.yaml").first)
+        let steps = scenario.workers[0].steps
+        guard case .lock("s", let timeout?) = steps[0].action else { Issue.record("\(steps[0].action)"); return }
+        #expect(timeout == .milliseconds(250))
+        guard case .lock("s", nil) = steps[1].action else { Issue.record("\(steps[1].action)"); return }
+        // The runner gives a lock without timeout the scenario's: no worker waits longer than the scenario runs.
+        let filled = TestcaseRun.withLockTimeouts(steps, default: scenario.timeout)
+        guard case .lock("s", .milliseconds(250)?) = filled[0].action, case .lock("s", .seconds(9)?) = filled[1].action else {
+            Issue.record("\(filled.map { $0.action })")
+            return
         }
     }
 

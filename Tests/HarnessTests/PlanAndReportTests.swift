@@ -27,7 +27,7 @@ import Testing
 
     @Test func brokenPlansAreRefused() {
         for text in ["", "shm-harness-plan 2\nend\n", "shm-harness-plan 1\nrepeat 1 times=-1 body=0\nend\n",
-                     "shm-harness-plan 1\nstep 1 add res=a offset=zz\nend\n", "shm-harness-plan 1\nstep 1 nosuch\nend\n", "shm-harness-plan 1\nrepeat 1 times=2 body=3\nend\n", "shm-harness-plan 1\n"] {
+                     "shm-harness-plan 1\nstep 1 add res=a offset=zz\nend\n", "shm-harness-plan 1\nstep 1 nosuch\nend\n", "shm-harness-plan 1\nstep 1 lock res=a timeout-ns=0\nend\n", "shm-harness-plan 1\nstep 1 lock res=a timeout-ns=2s\nend\n", "shm-harness-plan 1\nrepeat 1 times=2 body=3\nend\n", "shm-harness-plan 1\n"] {
             #expect(throws: Plan.ParseError.self) { try Plan.parse(text) }
         }
     }

@@ -1,4 +1,6 @@
 import Foundation
+import Harness
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -52,5 +54,22 @@ import Glibc
             let fixture = try String(contentsOfFile: Paths.fixtures + "/contract/example-\(index + 1).yaml", encoding: .utf8)
             #expect(block == fixture, "example \(index + 1) of docs/scenario-format.md differs from Fixtures/contract/example-\(index + 1).yaml")
         }
+    }
+
+    /// Negative control of `Processes.waitUntilGone`: a process that does not end makes it throw, naming it.
+    @Test func waitingForProcessesFailsLoudly() throws {
+        let sleeper = try SpawnedProcess(label: "sleep", arguments: ["/bin/sleep", "30"], environment: [:])
+        defer { sleeper.killGroup(); sleeper.wait() }
+        let entry = try #require(Processes.stat(sleeper.pid).map { Processes.Entry(pid: sleeper.pid, start: $0.start) })
+        #expect(Processes.descendants(of: getpid()).contains(entry))
+        do {
+            try Processes.waitUntilGone([entry], timeout: 0.3, what: "the sleeper")
+            Issue.record("waitUntilGone returned while the process lives")
+        } catch let failure as TestFailure {
+            #expect(failure.description.contains("the sleeper: still running after 0.3s: \(sleeper.pid) (/bin/sleep 30"), "\(failure)")
+        }
+        kill(sleeper.pid, SIGKILL)
+        sleeper.wait()
+        try Processes.waitUntilGone([entry], timeout: 5, what: "the killed sleeper")
     }
 }

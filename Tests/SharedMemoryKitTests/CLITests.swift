@@ -94,6 +94,47 @@ import Glibc
         #expect(Traces.of(key).isEmpty)
     }
 
+    /// Issue 10 item 6: a process dies holding a POSIX segment's lock (a POSIX semaphore has no undo). Every
+    /// wait of a command is bounded by --lock-timeout (attach included), --no-lock takes no lock at all, and the
+    /// creator, the last user, still removes the segment and its semaphore at once and exits 0.
+    @Test func deadPOSIXLockHolderBlocksNoCommand() throws {
+        let key = TestEnvironment.uniqueKey(.posixRealtime)
+        let native = key.toString()!
+        let creator = try TestEnvironment.harness(["create", "--size", "64", "--hold-seconds", "60", "--lock-timeout", "20", "--native-key", native])
+        defer {
+            if creator.isRunning { kill(creator.pid, SIGKILL); _ = try? creator.wait() }
+            // What this test made, should a step have failed (never another's object: the key is unique).
+            shm_unlink(key.nativeKey)
+            sem_unlink(key.lockSemaphoreKey().nativeKey)
+        }
+        #expect(creator.readLine(timeout: 20) == native)
+        let holder = try TestEnvironment.harness(["debug", "hold-lock", "--crash", "--native-key", native])
+        #expect(holder.readLine(timeout: 20) == "locked")
+        #expect(try holder.wait(timeout: 20).signal == SIGKILL)
+
+        var start = Date()
+        let bounded = try Self.run(["dump", "--lock-timeout", "2", "--native-key", native])
+        let boundedSeconds = Date().timeIntervalSince(start)
+        #expect(bounded.status.exitCode == 1)
+        #expect(bounded.err.contains("lock-error"), "\(bounded.err)")
+        #expect(boundedSeconds >= 1.9 && boundedSeconds < 10, "dump --lock-timeout 2 took \(boundedSeconds) s")
+
+        start = Date()
+        let unlocked = try Self.run(["dump", "--no-lock", "--length", "8", "--native-key", native])
+        let unlockedSeconds = Date().timeIntervalSince(start)
+        #expect(unlocked.status.exitCode == 0, "\(unlocked.err)")
+        #expect(unlockedSeconds < 1.9, "dump --no-lock waited \(unlockedSeconds) s")
+
+        // The creator is now the last live user: it detaches without waiting the 20 s and removes everything.
+        start = Date()
+        kill(creator.pid, SIGTERM)
+        let end = try creator.wait(timeout: 60)
+        let exitSeconds = Date().timeIntervalSince(start)
+        #expect(end.exitCode == 0, "\(creator.standardError())")
+        #expect(exitSeconds < 10, "the creator's exit took \(exitSeconds) s")
+        #expect(Traces.of(key).isEmpty, "left: \(Traces.of(key))")
+    }
+
     @Test func writeThenDumpRoundTrip() throws {
         let key = TestEnvironment.uniqueKey(.systemV)
         let owner = SharedMemory(key: key)

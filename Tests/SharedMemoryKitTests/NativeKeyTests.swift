@@ -12,7 +12,7 @@ import Glibc
 @Suite struct NativeKeyTests {
     static func nativeKey(_ backend: Backend, _ label: String = #function) -> NativeIPCKey {
         let name = TestEnvironment.uniqueName(label)
-        return backend == .systemV ? NativeIPCKey("/tmp/\(name)", type: .systemV) : NativeIPCKey("/\(name)", type: .posixRealtime)
+        return backend == .systemV ? NativeIPCKey("\(TempDirectory.qtTempPath())/\(name)", type: .systemV) : NativeIPCKey("/\(name)", type: .posixRealtime)
     }
 
     @Test(arguments: Backend.allCases)

@@ -15,7 +15,7 @@ import Glibc
 
     @Test func systemVKeyFileSymlinkIsRefusedAndTheTargetUntouched() throws {
         let key = TestEnvironment.uniqueKey(.systemV)
-        let victim = "/tmp/\(TestEnvironment.uniqueName())-victim"
+        let victim = "\(TempDirectory.qtTempPath())/\(TestEnvironment.uniqueName())-victim"
         #expect(FileManager.default.createFile(atPath: victim, contents: Data("precious".utf8)))
         defer { unlink(victim) }
         try #require(symlink(victim, key.nativeKey) == 0)
@@ -36,7 +36,7 @@ import Glibc
     @Test func posixSymlinkInDevShmIsRefused() throws {
         let key = TestEnvironment.uniqueKey(.posixRealtime)
         let path = "/dev/shm" + key.nativeKey
-        let victim = "/tmp/\(TestEnvironment.uniqueName())-victim"
+        let victim = "\(TempDirectory.qtTempPath())/\(TestEnvironment.uniqueName())-victim"
         #expect(FileManager.default.createFile(atPath: victim, contents: Data(repeating: 7, count: 4096)))
         defer { unlink(victim) }
         try #require(symlink(victim, path) == 0)

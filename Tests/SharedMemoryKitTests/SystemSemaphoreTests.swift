@@ -145,6 +145,18 @@ import Glibc
         #expect(try acquirer.wait(timeout: 10).exitCode == 0)
     }
 
+    /// Negative control of the handshake: a helper whose acquire does not block (count 1) fails `expectBlocked`.
+    @Test func theBlockingHandshakeFailsWhenNothingBlocks() throws {
+        let key = Self.key(.posix)
+        let semaphore = try SystemSemaphore(key: key, initialValue: 1, mode: .create)
+        let helper = try TestEnvironment.harness(["debug", "semaphore", "acquire", "--announce"] + Self.cli(key))
+        #expect(helper.readLine(timeout: 30) == "acquiring")
+        #expect(throws: TestFailure.self) { try helper.expectBlocked(timeout: 10) }
+        #expect(try helper.wait(timeout: 10).exitCode == 0)
+        try semaphore.release()  // the helper's acquire went through and it exited (a POSIX count is not undone)
+        #expect(try semaphore.value() == 1)
+    }
+
     /// processes(1/3/10): N helpers acquire and release concurrently; all finish.
     @Test(arguments: Backend.allCases, [1, 3, 10])
     func processes(backend: Backend, count: Int) throws {

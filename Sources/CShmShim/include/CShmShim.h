@@ -127,8 +127,28 @@ int shm_shim_robust_mutex_consistent(void *mutex);
 /// The handler is installed once (sigaction); a SIGBUS outside a guard goes to the previous handler
 /// (the default action: the process dies with SIGBUS).
 int shm_shim_guarded_copy(void *dst, const void *src, size_t n);
+/// Adds `value` to the 8 bytes at p (a plain little-endian read-modify-write, or with `atomic` a relaxed
+/// atomic add) under the same guard: -1 with errno EFAULT if the access faulted with SIGBUS.
+int shm_shim_guarded_add_u64(void *p, uint64_t value, int atomic);
 /// How many SIGBUS signals the guard has turned into errors in this process.
 uint64_t shm_shim_guarded_faults(void);
+
+// --- deliberately plain memory access (the harness's add, load, store-loaded and touch-all steps) ---
+// Volatile accesses: the optimizer may not drop, merge or move them, in debug and release builds alike.
+// They are not atomic: a lost update between two of them is what the steps exist to show.
+/// One 64-bit load at `p` (any alignment; an aligned one is a single load).
+uint64_t shm_shim_plain_load_u64(const void *p);
+/// One 64-bit store at `p` (any alignment; an aligned one is a single store).
+void shm_shim_plain_store_u64(void *p, uint64_t value);
+/// Loads one byte of every `stride` bytes of [base, base + length), unguarded: a page whose file was shrunk
+/// away raises SIGBUS here. Returns the bytes' sum (so that a caller may look at it).
+uint8_t shm_shim_touch_every(const void *base, size_t length, size_t stride);
+// --- where a worker is (the runner asks with SIGUSR1 before it kills a worker that ran out of time) ---
+/// The scenario line of the step the worker is executing (0: none yet). Set before each step: a plain store.
+extern volatile int shm_shim_current_step_line;
+static inline void shm_shim_set_current_step_line(int line) { shm_shim_current_step_line = line; }
+/// Installs a SIGUSR1 handler (SA_RESTART) that writes `at LINE` and a newline to standard output.
+int shm_shim_install_step_reporter(void);
 
 // --- descriptor passing over Unix sockets (sockaddr_un and CMSG_* are macros and unions) ---
 /// socket + bind + listen on a path (the socket file is made 0600 before bind). Close-on-exec.

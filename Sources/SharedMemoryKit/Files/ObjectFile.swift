@@ -47,10 +47,23 @@ final class ObjectFile {
         _ path: String, create: Bool, allowForeignOwner: Bool, site: CallSite
     ) throws(SharedMemoryError) -> ObjectFile {
         if create {
+            let made: ObjectFile?
             do throws(SharedMemoryError) {
-                return try createExclusive(path, mode: 0o640, site: site)
+                made = try createExclusive(path, mode: 0o640, site: site)
             } catch where error.underlyingError == .fileExists {
                 // Qt's createUnixKeyFile: an existing file is used as it is (checked below).
+                made = nil
+            }
+            if let made {
+                // The mark proves later (to any process using the library) that this library made the file,
+                // so that only such key files are ever removed by it.
+                do throws(SharedMemoryError) {
+                    try made.markManaged(mode: [.ownerReadWrite, .groupRead], site: site)
+                } catch {
+                    made.unlinkIfStillAtPath()
+                    throw error
+                }
+                return made
             }
         }
         return try openExisting(path, allowForeignOwner: allowForeignOwner, site: site)
@@ -73,12 +86,16 @@ final class ObjectFile {
 
     /// Opens an existing object file read-write (read-only if that is all the caller may do), refusing
     /// symlinks, non-regular files and, unless `allowForeignOwner`, files another user owns.
+    ///
+    /// The open never blocks: it uses `O_NONBLOCK` (a FIFO planted at the path would otherwise block a
+    /// read-only open until a writer comes), the type is checked with `fstat` on the descriptor before
+    /// anything else is done with it, and `O_NONBLOCK` is cleared again on the regular file.
     static func openExisting(
         _ path: String, allowForeignOwner: Bool, site: CallSite
     ) throws(SharedMemoryError) -> ObjectFile {
-        let base = SHM_SHIM_O_NOFOLLOW | SHM_SHIM_O_CLOEXEC
+        let base = SHM_SHIM_O_NOFOLLOW | SHM_SHIM_O_CLOEXEC | O_NONBLOCK
         var result = valueOrErrno { shm_shim_open(path, base | SHM_SHIM_O_RDWR, 0) }
-        if case .failure(.permissionDenied) = result {
+        if case .failure(let err) = result, err == .permissionDenied || err == .isDirectory {
             result = valueOrErrno { shm_shim_open(path, base | SHM_SHIM_O_RDONLY, 0) }
         }
         let raw: CInt
@@ -86,6 +103,9 @@ final class ObjectFile {
         case .success(let value): raw = value
         case .failure(.tooManySymbolicLinkLevels):
             throw site.refusal(.permissionDenied, "\(path) is a symbolic link; refusing to follow it")
+        case .failure(.noSuchAddressOrDevice), .failure(.isDirectory):
+            // A socket (or a device without a driver): open(2) refuses it before we could fstat it.
+            throw site.refusal(.keyError, Self.notRegularDetail(path, lstatOf: path))
         case .failure(let err): throw site.error("open", err, einval: .keyError, detail: path)
         }
         let fd = FileDescriptor(rawValue: raw)
@@ -97,19 +117,46 @@ final class ObjectFile {
             throw site.error("fstat", error, detail: path)
         }
         guard file.status.type == .regular else {
-            throw site.refusal(.keyError, "\(path) is not a regular file")
+            throw site.refusal(.keyError, Self.notRegularDetail(path, type: file.status.type, owner: file.status.userID.rawValue))
         }
+        // Back to blocking mode: the OFD lock waits and mmap do not care, but nothing else should see it.
+        let flags = fcntl(raw, F_GETFL)
+        if flags >= 0 { _ = fcntl(raw, F_SETFL, flags & ~O_NONBLOCK) }
         try file.checkOwner(allowForeignOwner: allowForeignOwner, site: site)
         return file
     }
 
-    /// Refuses a file that another user owns, unless the caller opted in.
+    /// "PATH is a FIFO (owned by uid N), not a regular file; refusing to use it".
+    static func notRegularDetail(_ path: String, type: FileType?, owner: UInt32?) -> String {
+        let kind: String
+        switch type {
+        case .some(.fifo): kind = "a FIFO"
+        case .some(.directory): kind = "a directory"
+        case .some(.socket): kind = "a socket"
+        case .some(.characterSpecial): kind = "a character device"
+        case .some(.blockSpecial): kind = "a block device"
+        case .some(.symbolicLink): kind = "a symbolic link"
+        default: kind = "not a regular file"
+        }
+        let whose = owner.map { " (owned by uid \($0))" } ?? ""
+        return kind == "not a regular file"
+            ? "\(path)\(whose) is not a regular file; refusing to use it"
+            : "\(path) is \(kind)\(whose), not a regular file; refusing to use it"
+    }
+
+    static func notRegularDetail(_ path: String, lstatOf: String) -> String {
+        let status = try? FilePath(lstatOf).stat(followTargetSymlink: false)
+        return notRegularDetail(path, type: status?.type, owner: status?.userID.rawValue)
+    }
+
+    /// Refuses a file that another user owns, unless the caller opted in. A file's owner is its creator
+    /// (only root can give a file away), so this is also the "made by another user" check.
     func checkOwner(allowForeignOwner: Bool, site: CallSite) throws(SharedMemoryError) {
         let owner = status.userID.rawValue
         if !allowForeignOwner && owner != geteuid() {
             throw site.refusal(
                 .permissionDenied,
-                "\(path) is owned by uid \(owner), not by this process (uid \(geteuid())); "
+                "\(path) is owned by uid \(owner) (created by another user), not by this process (uid \(geteuid())); "
                     + "set allowForeignOwner to use it")
         }
     }
@@ -176,7 +223,24 @@ final class ObjectFile {
     /// The removal rule for POSIX objects: this library made it, no other process using the library records a
     /// use, and the path still names it. The claim holds until the file is closed.
     func mayRemoveManagedObject() -> Bool {
-        isManaged && claimForRemoval() && isStillAtPath
+        isProvablyOurs && claimForRemoval() && isStillAtPath
+    }
+
+    // MARK: ownership proof (what may ever be removed)
+
+    /// Proof that this library made the file for this user: it carries the library's mark (set only on a
+    /// file this library created with `O_EXCL`, through that descriptor) and this user owns it (a stranger's
+    /// file, used with `allowForeignOwner`, is never ours to remove, whatever its mode). Read fresh.
+    var isProvablyOurs: Bool {
+        isManaged && status.userID.rawValue == geteuid()
+    }
+
+    /// The removal rule for key files: provably ours and still empty (the library never writes to a key file),
+    /// no usage record of any process using the library in any slot, and the path still names the file we
+    /// opened. Qt's key files and files the library did not make (a native key naming an existing file) are
+    /// never removed; `shm-harness clean` handles Qt's leftovers.
+    func mayRemoveKeyFile() -> Bool {
+        isProvablyOurs && status.size == 0 && claimForRemoval(slot: nil) && isStillAtPath
     }
 
     /// Unlinks the path if it still names this file.

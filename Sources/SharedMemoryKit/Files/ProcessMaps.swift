@@ -10,8 +10,8 @@ import Glibc
 ///
 /// Only processes whose maps this process may read are seen: those of the same user, or all of them as root.
 enum ProcessMaps {
-    /// Whether a process maps a file on /dev/shm with this inode.
-    static func anyProcessMaps(inode: UInt64) -> Bool {
+    /// Whether a process (other than `excluded`) maps a file on /dev/shm with this inode.
+    static func anyProcessMaps(inode: UInt64, excluding excluded: pid_t? = nil) -> Bool {
         guard let proc = opendir("/proc") else { return false }
         defer { closedir(proc) }
         let needle = " \(inode) "
@@ -20,6 +20,7 @@ enum ProcessMaps {
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
             guard let first = name.utf8.first, first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9") else { continue }
+            if let excluded, name == String(excluded) { continue }
             guard let text = readSmallFile("/proc/\(name)/maps") else { continue }
             for line in text.split(separator: "\n") where line.contains(needle) && line.contains("/dev/shm/") {
                 // "start-end perms offset dev inode path": the fifth field is the inode.

@@ -26,7 +26,7 @@ public struct IPCObject: Sendable, Equatable {
 
     /// Who made it, as far as the object tells.
     public enum Maker: String, Sendable {
-        /// Marked by this library: a System V set of 2 semaphores, or a /dev/shm file with the sticky bit.
+        /// Marked by this library: a System V set of 2 semaphores, or a /dev/shm file or key file with the sticky bit.
         case library
         /// Named as Qt names objects (`qipc_…`), or tied to a `qipc_` key file, without the library's mark.
         case qt
@@ -322,6 +322,7 @@ private struct Scanner {
                 kind: .keyFile, path: path, ownerUID: status.st_uid, mode: UInt32(status.st_mode & 0o7777),
                 size: UInt64(status.st_size), maker: .qt, reason: "")
             if !name.hasPrefix("qipc_") { object.maker = .run }
+            if status.st_mode & S_ISVTX != 0 && (status.st_mode & S_IFMT) == S_IFREG { object.maker = .library }
             object.runToken = journalPaths[path]
             nameQt(&object, name)
             let anchored = segmentsByKeyFile[path] ?? []

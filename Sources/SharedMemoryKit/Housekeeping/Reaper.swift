@@ -82,9 +82,12 @@ public final class Reaper {
         return outcome
     }
 
-    private func ownerRefusal(_ uid: UInt32) -> String? {
-        if anyOwner || uid == me { return nil }
-        return "owned by uid \(uid), not by this user (uid \(me))"
+    private func ownerRefusal(_ uid: UInt32, creator: UInt32? = nil) -> String? {
+        if anyOwner { return nil }
+        if uid != me { return "owned by uid \(uid), not by this user (uid \(me))" }
+        // A System V object given to this user with IPC_SET still belongs to the user who made it.
+        if let creator, creator != me { return "created by uid \(creator), not by this user (uid \(me))" }
+        return nil
     }
 
     private var site: CallSite { CallSite(operation: "clean", object: nil) }
@@ -93,9 +96,15 @@ public final class Reaper {
 
     /// Removes a segment's objects named by its key: the segment, its lock semaphore and their key files, each
     /// when unused. Returns false when nothing of the key exists.
+    /// - Parameter allowAnyPath: accept a System V key whose file is outside the temp and runtime folders
+    ///   (``KeyPathPolicy``); without it such a key is kept with the reason, and nothing of it is touched.
     @discardableResult
-    public func clean(key: NativeIPCKey) -> Bool {
+    public func clean(key: NativeIPCKey, allowAnyPath: Bool = false) -> Bool {
         let before = events.count
+        if !allowAnyPath, let refusal = KeyPathPolicy.refusal(key) {
+            _ = emit("key \(key)", .kept(refusal))
+            return true
+        }
         cleanFamily(key)
         return events.count > before
     }
@@ -340,7 +349,7 @@ public final class Reaper {
         var label = "System V segment \(row.id) (key \(IPCKeyText.hex(key))"
         if let keyFile { label += ", \(keyFile)" }
         label += ")"
-        if let refusal = ownerRefusal(row.uid) { return emit(label, .kept(refusal)) }
+        if let refusal = ownerRefusal(row.uid, creator: row.cuid) { return emit(label, .kept(refusal)) }
         if row.nattch > 0 { return emit(label, .kept("\(row.nattch) processes attached")) }
         if requireDeadCreator, row.cpid > 0, ProcessTable.isAlive(row.cpid, startedBy: row.ctime) {
             return emit(label, .kept("its creator (pid \(row.cpid)) is alive"))
@@ -385,7 +394,7 @@ public final class Reaper {
         var label = "System V semaphore set \(row.id) (key \(IPCKeyText.hex(key))"
         if let keyFile { label += ", \(keyFile)" }
         label += ")"
-        if let refusal = ownerRefusal(row.uid) { return emit(label, .kept(refusal)) }
+        if let refusal = ownerRefusal(row.uid, creator: row.cuid) { return emit(label, .kept(refusal)) }
         // The key file's usage record slot: claimed exclusively, so no library user can start using it.
         var claim: ObjectFile?
         if let keyFile {
@@ -433,6 +442,11 @@ public final class Reaper {
         if (status.st_mode & S_IFMT) == S_IFLNK { return emit(label, .kept("a symbolic link; never followed")) }
         guard (status.st_mode & S_IFMT) == S_IFREG else { return emit(label, .kept("not a regular file")) }
         if let refusal = ownerRefusal(status.st_uid) { return emit(label, .kept(refusal)) }
+        // A key file is empty (Qt's createUnixKeyFile and this library create it so, and nothing writes to
+        // it). A file with data that a native key happens to name is nobody's key file.
+        if status.st_size != 0 {
+            return emit(label, .kept("not a key file (\(status.st_size) bytes of data; key files are empty); never removed"))
+        }
         let identity = SysVTables.ftokIdentity(status)
         let anchored =
             SysVTables.segments().filter { $0.key != 0 && UInt32(bitPattern: $0.key) & 0xFFFFFF == identity }

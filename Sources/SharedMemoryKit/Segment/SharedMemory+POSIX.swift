@@ -28,6 +28,14 @@ final class POSIXSegment: SegmentBackend {
 
     var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
 
+    /// The file's size now (`fstat`): another process may have shrunk it under the mapping.
+    func backedSize() -> Int? {
+        guard let file else { return nil }
+        var status = stat()
+        guard fstat(file.fd.rawValue, &status) == 0 else { return nil }
+        return Int(status.st_size)
+    }
+
     private var name: String { key.nativeKey }
     /// glibc's path of the object: /dev/shm + the name without its leading slashes.
     private var path: String { "/dev/shm/" + name.drop(while: { $0 == "/" }) }

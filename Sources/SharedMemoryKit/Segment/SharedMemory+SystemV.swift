@@ -19,6 +19,9 @@ final class SystemVSegment: SegmentBackend {
     /// The key file's identity when we computed the IPC key from it.
     private var keyFile: ObjectFile?
 
+    /// A System V segment cannot shrink.
+    func backedSize() -> Int? { nil }
+
     init(key: NativeIPCKey, allowForeignOwner: Bool) {
         self.key = key
         self.allowForeignOwner = allowForeignOwner
@@ -38,7 +41,7 @@ final class SystemVSegment: SegmentBackend {
             keyFile = file
         case .failure(let err):
             // Qt's rule: the key file goes if this call made it, unless the segment already existed.
-            if file.created && err != .fileExists { file.unlinkIfStillAtPath() }
+            if file.created && err != .fileExists && file.mayRemoveKeyFile() { file.unlinkIfStillAtPath() }
             throw site.error("shmget", err, einval: .invalidSize, detail: "\(Self.hex(ipcKey)), size \(size)")
         }
     }
@@ -60,10 +63,12 @@ final class SystemVSegment: SegmentBackend {
         _ = try site.check("shmctl(IPC_STAT)", detail: Self.hex(ipcKey)) {
             shm_shim_shmctl_stat(id, &segmentSize, nil, &uid, &cuid, nil, nil, nil)
         }
-        if !allowForeignOwner && uid != geteuid() && cuid != geteuid() {
-            throw site.refusal(
-                .permissionDenied,
-                "segment \(id) (\(Self.hex(ipcKey))) belongs to uid \(uid); set allowForeignOwner to use it")
+        // Both the owner and the creator must be this user: a stranger can make a segment at a key we will
+        // use and give it to us with IPC_SET (the owner changes, the creator stays theirs, and so does control).
+        if !allowForeignOwner, let refusal = SystemVOwnership.refusal(
+            "segment \(id) (\(Self.hex(ipcKey)))", uid: uid, cuid: cuid)
+        {
+            throw site.refusal(.permissionDenied, refusal)
         }
         let pointer = try site.checkPointer("shmat", detail: Self.hex(ipcKey)) {
             shm_shim_shmat(id, access == .readOnly ? 1 : 0)
@@ -88,13 +93,18 @@ final class SystemVSegment: SegmentBackend {
         guard shmid >= 0 else { return false }
         defer { shmid = -1 }
         var attached: UInt = 0
-        guard shm_shim_shmctl_stat(shmid, nil, &attached, nil, nil, nil, nil, nil) == 0, attached == 0 else {
+        var uid: uid_t = 0
+        var cuid: uid_t = 0
+        guard shm_shim_shmctl_stat(shmid, nil, &attached, &uid, &cuid, nil, nil, nil) == 0, attached == 0 else {
             return false
         }
+        // Only a segment this user made and owns is removed (one used with allowForeignOwner never is).
+        guard SystemVOwnership.refusal("", uid: uid, cuid: cuid) == nil else { return false }
         _ = shm_shim_shmctl_rmid(shmid)
         // With a native (non-legacy) key, the lock semaphore uses the same key file: leave the file to the
-        // semaphore, which removes both when its last user is done.
-        if key.legacyKey != nil { keyFile?.unlinkIfStillAtPath() }
+        // semaphore, which removes both when its last user is done. A key file the library did not make
+        // (Qt's, or an existing file a native key names) is never removed here.
+        if key.legacyKey != nil, let keyFile, keyFile.mayRemoveKeyFile() { keyFile.unlinkIfStillAtPath() }
         return true
     }
 
@@ -112,5 +122,19 @@ final class SystemVSegment: SegmentBackend {
 
     deinit {
         if let address { shmdt(address) }
+    }
+}
+
+/// Whom a System V object belongs to: both its owner (`uid`, which `IPC_SET` can change) and its creator
+/// (`cuid`, which nothing changes) must be this user; as root, root. Anything else may have been planted by a
+/// stranger at a key this user was going to use.
+enum SystemVOwnership {
+    /// Nil when `uid` and `cuid` are both this process's effective uid; otherwise why `object` is refused.
+    static func refusal(_ object: String, uid: uid_t, cuid: uid_t) -> String? {
+        let me = geteuid()
+        if uid == me && cuid == me { return nil }
+        let creator = cuid == me ? "this user" : "uid \(cuid)"
+        return "\(object) was created by \(creator) and is owned by uid \(uid), not by this user (uid \(me)) alone; "
+            + "set allowForeignOwner to use it"
     }
 }

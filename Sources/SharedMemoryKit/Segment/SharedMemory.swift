@@ -22,20 +22,40 @@ public final class SharedMemory {
     }
 
     public struct Options: Sendable {
-        /// Use segments, semaphores and key files that another user owns. Off by default.
+        /// Use segments, semaphores and key files that another user owns or created (for real cross-user
+        /// sharing, as the permission bits allow). Off by default: a System V object is used only when both its
+        /// owner and its creator are this user, a file only when this user owns it. Objects used through this
+        /// option are never removed by this library, whatever happens.
         public var allowForeignOwner: Bool
         /// How long `create`, `attach` and `detach` wait for the segment's lock; nil waits forever (Qt).
         public var operationTimeout: Duration?
+        /// Whether `create`, `attach` and `detach` take the segment's lock (Qt's call order). Off, they open the
+        /// lock semaphore but never wait on it: a lock held forever (a dead POSIX holder) cannot stall them.
+        /// What stays safe without the lock: attaching (the usage record is taken before the segment is
+        /// mapped), and the removal rule of the last detach (a POSIX segment goes only when no other process
+        /// using this library records a use; a System V one only at attach count 0), so nothing in use is ever
+        /// removed. What is lost: two last users detaching at the same moment may both leave the segment (for
+        /// `shm-harness clean`), and a Qt process is not kept out while it creates or attaches.
+        public var takesLock: Bool
+        /// Accept a System V native key whose file is outside the temp and runtime folders (see
+        /// ``KeyPathPolicy``). Off by default. The file is still never removed unless this library made it.
+        public var allowAnyPath: Bool
 
-        public init(allowForeignOwner: Bool = false, operationTimeout: Duration? = .seconds(30)) {
+        public init(
+            allowForeignOwner: Bool = false, operationTimeout: Duration? = .seconds(30), takesLock: Bool = true, allowAnyPath: Bool = false
+        ) {
             self.allowForeignOwner = allowForeignOwner
             self.operationTimeout = operationTimeout
+            self.takesLock = takesLock
+            self.allowAnyPath = allowAnyPath
         }
     }
 
     /// The segment's key.
     public let key: NativeIPCKey
-    public let options: Options
+    /// The options; they may be changed between operations (e.g. `takesLock = false` for a last detach once
+    /// every other user is known to be dead).
+    public var options: Options
 
     private var semaphore: SystemSemaphore?
     private var segment: (any SegmentBackend)?
@@ -166,21 +186,63 @@ public final class SharedMemory {
     // MARK: checked access
 
     /// Copies `count` bytes from `offset`.
-    /// - Throws: `notFound` when not attached, `invalidSize` when the range is outside the segment.
+    ///
+    /// Guarded as ``FileMapping/read(at:count:)`` is: another process may shrink a POSIX segment's file
+    /// (`ftruncate` of /dev/shm/NAME), and touching a page that is gone raises `SIGBUS`. The file's size is
+    /// checked first (`fstat`), then the copy runs under ``BusGuard``, so both come back as `busError`.
+    /// - Throws: `notFound` when not attached, `invalidSize` when the range is outside the segment, `busError`
+    ///   when the segment's file no longer holds the bytes.
     public func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] {
-        let bytes = try checkedRange(operation: "read", offset: offset, count: count, writing: false)
-        return Array(UnsafeRawBufferPointer(rebasing: bytes))
+        var result = [UInt8](repeating: 0, count: count)
+        let outcome = result.withUnsafeMutableBytes { buffer in
+            Result { () throws(SharedMemoryError) in try read(at: offset, into: buffer) }
+        }
+        try outcome.get()
+        return result
     }
 
-    /// Copies `bytes` to `offset`.
+    /// Copies `buffer.count` bytes from `offset` into `buffer`, as ``read(at:count:)`` does (no allocation).
+    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(SharedMemoryError) {
+        let source = try checkedRange(operation: "read", offset: offset, count: buffer.count, writing: false)
+        guard let destination = buffer.baseAddress, buffer.count > 0 else { return }
+        try guardedCopy(from: source.base.baseAddress! + offset, to: destination, count: buffer.count, offset: offset, operation: "read")
+    }
+
+    /// Copies `bytes` to `offset`, guarded as ``read(at:count:)`` is (a shrink racing with the write may leave it
+    /// partly done).
     /// - Throws: `permissionDenied` on a read-only attachment (instead of a fault), `invalidSize` when the range
-    ///   is outside the segment, `notFound` when not attached.
+    ///   is outside the segment, `notFound` when not attached, `busError` when the segment's file was shrunk.
     public func write(_ bytes: some Collection<UInt8>, at offset: Int) throws(SharedMemoryError) {
-        let target = try checkedRange(operation: "write", offset: offset, count: bytes.count, writing: true)
-        var index = target.startIndex
-        for byte in bytes {
-            target.base[index] = byte
-            index += 1
+        let outcome = bytes.withContiguousStorageIfAvailable { storage in
+            Result { () throws(SharedMemoryError) in try write(from: UnsafeRawBufferPointer(storage), at: offset) }
+        } ?? Array(bytes).withUnsafeBytes { storage in
+            Result { () throws(SharedMemoryError) in try write(from: storage, at: offset) }
+        }
+        try outcome.get()
+    }
+
+    /// Copies `source` to `offset`, as ``write(_:at:)`` does (no allocation).
+    public func write(from source: UnsafeRawBufferPointer, at offset: Int) throws(SharedMemoryError) {
+        let target = try checkedRange(operation: "write", offset: offset, count: source.count, writing: true)
+        guard let start = source.baseAddress, source.count > 0 else { return }
+        try guardedCopy(from: start, to: target.base.baseAddress! + offset, count: source.count, offset: offset, operation: "write")
+    }
+
+    /// The size check of a segment whose file can shrink (POSIX), then the guarded copy.
+    private func guardedCopy(
+        from source: UnsafeRawPointer, to destination: UnsafeMutableRawPointer, count: Int, offset: Int, operation: String
+    ) throws(SharedMemoryError) {
+        if let backed = segment?.backedSize(), offset + count > backed {
+            throw CallSite(operation: operation, object: key.description).refusal(
+                .busError,
+                "the segment's file is now \(backed) bytes; bytes \(offset)..<\(offset + count) of it are gone (it was shrunk)")
+        }
+        do throws(SharedMemoryError) {
+            try BusGuard.copy(from: source, to: destination, count: count, object: key.description)
+        } catch {
+            throw SharedMemoryError(
+                error.code, operation: operation, call: error.call, underlyingError: error.underlyingError,
+                object: key.description, detail: error.detail)
         }
     }
 
@@ -203,6 +265,7 @@ public final class SharedMemory {
     private func checkKey(_ site: CallSite) throws(SharedMemoryError) {
         guard !key.nativeKey.isEmpty else { throw site.refusal(.keyError, "the key is empty") }
         guard key.type.isSupported else { throw site.refusal(.keyError, "unsupported key type \(key.type) on this platform") }
+        try KeyPathPolicy.check(key, allowAnyPath: options.allowAnyPath, site: site)
     }
 
     private func makeBackend() -> any SegmentBackend {
@@ -220,13 +283,15 @@ public final class SharedMemory {
         if semaphore == nil {
             semaphore = try SystemSemaphore(
                 key: key.lockSemaphoreKey(), initialValue: 1, mode: .open,
-                options: .init(allowForeignOwner: options.allowForeignOwner))
+                options: .init(allowForeignOwner: options.allowForeignOwner, allowAnyPath: options.allowAnyPath))
         }
         let semaphore = semaphore!
         let alreadyLocked = lockedByMe
-        if !alreadyLocked {
+        var acquired = false
+        if !alreadyLocked && options.takesLock {
             do throws(SharedMemoryError) {
-                try semaphore.acquire(timeout: options.operationTimeout)
+                try acquireForOperation(semaphore)
+                acquired = true
             } catch {
                 // The lock is held by someone (perhaps a Qt process): never remove it here.
                 if segment == nil { closeSemaphore(removeIfUnused: false) }
@@ -247,12 +312,47 @@ public final class SharedMemory {
         // POSIX segments, a crashed creator's System V one) does not keep it.
         let segmentGone = segment == nil && !makeBackend().isAttachedByAnyProcess()
         // Qt releases the caller's own lock too when detaching while locked; keep its lock otherwise.
-        if !alreadyLocked || segment == nil {
+        if acquired || (alreadyLocked && segment == nil) {
             try? semaphore.release(1)
             lockedByMe = false
         }
         if segment == nil { closeSemaphore(removeIfUnused: segmentGone) }
         if let failure { throw failure }
+    }
+
+    /// The lock for `create`, `attach` and `detach`, waiting at most ``Options/operationTimeout``.
+    ///
+    /// A POSIX semaphore has no `SEM_UNDO`: a process that dies holding it leaves it taken for ever. When the
+    /// lock is taken and no process but this one can hold it, this object takes the dead holder's place instead
+    /// of waiting (and releases it when done, which repairs the semaphore for everyone). "No process can hold
+    /// it" is proven, not guessed: a holder must have the semaphore open, and every process that has it open
+    /// either records its use on the semaphore's file (this library, Swift and C; the kernel drops the record
+    /// when the process dies) or maps that file (glibc's `sem_open`, so Qt too). With neither, whoever took the
+    /// unit is dead. The proof is tried at once and then after every second of waiting (a holder may die
+    /// while we wait), a cheap check of the usage records first (one `fcntl`), /proc only when there are none.
+    /// System V semaphores need none of this: the kernel undoes a dead holder's operation.
+    private func acquireForOperation(_ semaphore: SystemSemaphore) throws(SharedMemoryError) {
+        if try semaphore.tryAcquire() { return }
+        let timeout = options.operationTimeout
+        let deadline = timeout.map { Deadline(after: $0) }
+        while true {
+            if semaphore.noOtherProcessCanHold() {
+                _ = try semaphore.tryAcquire()  // taken: ours now; still taken: the dead holder's unit is ours
+                return
+            }
+            if let deadline, deadline.remaining == 0 {
+                throw SharedMemoryError(
+                    .lockError, operation: "acquire", object: semaphore.key.description,
+                    detail: "timed out after \(timeout!) waiting for the semaphore")
+            }
+            let slice = deadline.map { min(Duration.nanoseconds($0.remaining), .seconds(1)) } ?? .seconds(1)
+            do throws(SharedMemoryError) {
+                try semaphore.acquire(timeout: slice)
+                return
+            } catch where error.code == .lockError {
+                continue  // this slice is up: prove again, then wait on
+            }
+        }
     }
 
     private func closeSemaphore(removeIfUnused: Bool = true) {
@@ -275,4 +375,7 @@ protocol SegmentBackend: AnyObject {
     func destroyIfUnused() -> Bool
     /// Whether any process is attached to a segment under the key now.
     func isAttachedByAnyProcess() -> Bool
+    /// How many bytes the segment's file holds now, when it can shrink under the mapping (POSIX); nil when it
+    /// cannot (System V).
+    func backedSize() -> Int?
 }

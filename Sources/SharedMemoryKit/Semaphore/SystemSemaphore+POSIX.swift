@@ -117,6 +117,16 @@ final class POSIXSemaphore: SemaphoreBackend {
         return Int(value)
     }
 
+    /// No other open file description records a use (one `F_OFD_GETLK`), and then no other process maps the
+    /// semaphore's file (/proc/PID/maps: every `sem_open` maps it, Qt's included).
+    func noOtherProcessCanHold() -> Bool {
+        guard handle != nil, file.isStillAtPath else { return false }
+        guard case .success(0) = valueOrErrno({ shm_shim_ofd_conflicts(file.fd.rawValue, 1, ObjectFile.usageBase, 1) }) else {
+            return false
+        }
+        return !ProcessMaps.anyProcessMaps(inode: UInt64(file.status.inode.rawValue), excluding: getpid())
+    }
+
     func close(removeIfUnused: Bool) {
         guard let handle else { return }
         sem_close(handle)

@@ -50,7 +50,7 @@ final class SystemVSemaphore: SemaphoreBackend {
                 managed = true
                 if case .failure(let err) = valueOrErrno({ shm_shim_semctl_setval(id, 0, initialValue) }) {
                     _ = shm_shim_semctl_rmid(id)
-                    if file.created { file.unlinkIfStillAtPath() }
+                    if file.created && file.mayRemoveKeyFile() { file.unlinkIfStillAtPath() }
                     throw site.error("semctl(SETVAL)", err, detail: hex)
                 }
             case .failure(.fileExists):
@@ -65,16 +65,17 @@ final class SystemVSemaphore: SemaphoreBackend {
                 var cuid: uid_t = 0
                 var nsems: UInt = 0
                 _ = try site.check("semctl(IPC_STAT)", detail: hex) { shm_shim_semctl_stat(id, &uid, &cuid, nil, &nsems) }
-                if !allowForeignOwner && uid != geteuid() && cuid != geteuid() {
-                    throw site.refusal(
-                        .permissionDenied, "semaphore set \(id) (\(hex)) belongs to uid \(uid); set allowForeignOwner to use it")
+                // Owner and creator both this user: a stranger's set handed over with IPC_SET is no lock of ours.
+                if !allowForeignOwner, let refusal = SystemVOwnership.refusal("semaphore set \(id) (\(hex))", uid: uid, cuid: cuid) {
+                    throw site.refusal(.permissionDenied, refusal)
                 }
                 semid = id
                 created = false
-                managed = nsems == UInt(Self.managedSetSize)
+                // Ours to remove only if this user made it (a foreign set used with allowForeignOwner never is).
+                managed = nsems == UInt(Self.managedSetSize) && SystemVOwnership.refusal("", uid: uid, cuid: cuid) == nil
             case .failure(let err):
                 // Leave nothing behind: the key file this call made goes, unless another user already records a use.
-                if file.created && file.claimForRemoval(slot: nil) { file.unlinkIfStillAtPath() }
+                if file.created && file.mayRemoveKeyFile() { file.unlinkIfStillAtPath() }
                 throw site.error("semget", err, detail: hex)
             }
             keyFile = file
@@ -128,8 +129,9 @@ final class SystemVSemaphore: SemaphoreBackend {
         guard semid >= 0 else { return }
         if removeIfUnused && managed && keyFile.claimForRemoval(slot: key.type.projectID!) {
             _ = shm_shim_semctl_rmid(semid)
-            // The key file may anchor sets of other ftok ids too: it goes only when none is in use.
-            if keyFile.claimForRemoval(slot: nil) { keyFile.unlinkIfStillAtPath() }
+            // The key file may anchor sets of other ftok ids too: it goes only when none is in use, and only if
+            // this library made it (never an existing file that a native key names, never Qt's).
+            if keyFile.mayRemoveKeyFile() { keyFile.unlinkIfStillAtPath() }
         }
         semid = -1
     }

@@ -31,9 +31,17 @@ public final class SystemSemaphore {
     }
 
     public struct Options: Sendable {
-        /// Use objects (key files, semaphores) that another user owns. Off by default.
+        /// Use objects (key files, semaphores) that another user owns or created. Off by default: a System V
+        /// set is used only when both its owner and its creator are this user, a file only when this user owns
+        /// it. Objects used through this option are never removed by this library.
         public var allowForeignOwner: Bool
-        public init(allowForeignOwner: Bool = false) { self.allowForeignOwner = allowForeignOwner }
+        /// Accept a System V native key whose file is outside the temp and runtime folders (see
+        /// ``KeyPathPolicy``). Off by default.
+        public var allowAnyPath: Bool
+        public init(allowForeignOwner: Bool = false, allowAnyPath: Bool = false) {
+            self.allowForeignOwner = allowForeignOwner
+            self.allowAnyPath = allowAnyPath
+        }
     }
 
     /// The key this semaphore was opened with.
@@ -57,6 +65,7 @@ public final class SystemSemaphore {
         guard initialValue >= 0, initialValue <= Int(Int32.max) else {
             throw site.refusal(.invalidSize, "initial value \(initialValue) is out of range")
         }
+        try KeyPathPolicy.check(key, allowAnyPath: options.allowAnyPath, site: site)
         if key.type.isSystemV {
             backend = try SystemVSemaphore(
                 key: key, initialValue: Int32(initialValue), allowForeignOwner: options.allowForeignOwner, site: site)
@@ -104,6 +113,13 @@ public final class SystemSemaphore {
         return try backend.value(site: site)
     }
 
+    /// Whether no process but this one can be holding a unit of the semaphore: no other open file description
+    /// records a use of it and no other process maps its file (see `SharedMemory`'s operation lock). Always
+    /// false for System V, whose dead holders the kernel undoes.
+    func noOtherProcessCanHold() -> Bool {
+        backend?.noOtherProcessCanHold() ?? false
+    }
+
     /// Closes the handle. The semaphore itself is removed only if this library created it and no other process
     /// using this library still has it open (`removeIfUnused: false` keeps it in any case).
     public func close(removeIfUnused: Bool = true) {
@@ -120,6 +136,11 @@ protocol SemaphoreBackend: AnyObject {
     func release(_ n: Int, site: CallSite) throws(SharedMemoryError)
     func value(site: CallSite) throws(SharedMemoryError) -> Int
     func close(removeIfUnused: Bool)
+    func noOtherProcessCanHold() -> Bool
+}
+
+extension SemaphoreBackend {
+    func noOtherProcessCanHold() -> Bool { false }
 }
 
 /// A point on the monotonic clock, for waits that EINTR may interrupt.

@@ -14,21 +14,37 @@ struct DebugCommand: ParsableCommand {
         subcommands: [AddCommand.self, HoldLockCommand.self, SemaphoreOp.self]
     )
 
-    /// Attach, then N times: lock, read the u64 at OFFSET, add 1, write it back, unlock.
+    /// Attach, then N times: lock, read the u64 at OFFSET, add 1, write it back, unlock. With --handshake, after
+    /// each read: print "read VALUE" and wait for a line on stdin before writing (a test forces an interleaving);
+    /// "attaching" comes before the attach, "locking" before each lock.
     struct AddCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add")
         @OptionGroup var keyOptions: KeyOptions
         @Option var offset: Int = 0
         @Option var iterations: Int = 1000
         @Flag var noLock = false
+        @Flag(help: "Between read and write: print \"read VALUE\", then wait for a line on stdin.") var handshake = false
 
         func run() throws {
-            let segment = SharedMemory(key: keyOptions.resolve())
+            let segment = SharedMemory(key: keyOptions.resolve(), options: keyOptions.segmentOptions)
+            if handshake {
+                print("attaching")  // attach takes the segment's lock too (Qt's call order)
+                fflush(nil)
+            }
             try segment.attach()
             for _ in 0..<iterations {
+                if handshake {
+                    print("locking")
+                    fflush(nil)
+                }
                 if !noLock { try segment.lock(timeout: .seconds(60)) }
                 let old = try segment.read(at: offset, count: 8)
                 let value = old.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } &+ 1
+                if handshake {
+                    print("read \(value - 1)")
+                    fflush(nil)
+                    _ = readLine()
+                }
                 try segment.write((0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }, at: offset)
                 if !noLock { try segment.unlock() }
             }
@@ -44,7 +60,7 @@ struct DebugCommand: ParsableCommand {
         @Flag(help: "SIGKILL itself while holding the lock.") var crash = false
 
         func run() throws {
-            let segment = SharedMemory(key: keyOptions.resolve())
+            let segment = SharedMemory(key: keyOptions.resolve(), options: keyOptions.segmentOptions)
             try segment.attach()
             try segment.lock(timeout: .seconds(30))
             print("locked")
@@ -71,7 +87,8 @@ struct DebugCommand: ParsableCommand {
 
         func run() throws {
             let semaphore = try SystemSemaphore(
-                key: keyOptions.resolve(kind: .systemSemaphore), initialValue: initialValue)
+                key: keyOptions.resolve(kind: .systemSemaphore), initialValue: initialValue,
+                options: keyOptions.semaphoreOptions)
             switch operation {
             case "acquire":
                 for _ in 0..<count {

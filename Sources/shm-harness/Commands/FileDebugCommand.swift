@@ -84,18 +84,27 @@ struct FileDebugCommand: ParsableCommand {
         }
     }
 
-    /// N times: lock, counter += 1, check = counter, unlock.
+    /// N times: lock, counter += 1, check = counter, unlock. With --handshake, after each read of the counter:
+    /// say "read VALUE" and wait for a line on stdin before writing (a test forces an interleaving); "locking"
+    /// comes before each lock.
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add")
         @OptionGroup var target: Target
         @Option var iterations: Int = 1000
         @Flag(help: "Skip the lock (proves that the test can fail).") var noLock = false
+        @Flag(help: "Between read and write: say \"read VALUE\", then wait for a line on stdin.") var handshake = false
 
         func run() throws {
             let shared = try Counter(target)
             for _ in 0..<iterations {
+                if handshake { say("locking") }
                 if !noLock { try shared.lock(timeout: .seconds(60)) }
-                let next = shared.counter &+ 1
+                let read = shared.counter
+                if handshake {
+                    say("read \(read)")
+                    _ = readLine()
+                }
+                let next = read &+ 1
                 shared.counter = next
                 shared.check = next
                 if !noLock { try shared.unlock() }

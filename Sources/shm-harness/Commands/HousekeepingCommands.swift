@@ -74,6 +74,9 @@ struct CleanCommand: ParsableCommand {
     @Flag(help: "As root: also remove other users' objects.")
     var anyOwner = false
 
+    @Flag(help: "With --native-key: accept a System V key file outside the temp folder and $XDG_RUNTIME_DIR.")
+    var allowAnyPath = false
+
     func validate() throws {
         if !stale && runToken == nil && key == nil && nativeKey == nil {
             throw ValidationError("say what to clean: --stale, --run TOKEN, --key LEGACYKEY or --native-key STRING")
@@ -101,7 +104,7 @@ struct CleanCommand: ParsableCommand {
             strict = true
             let resolved: NativeIPCKey =
                 nativeKey.flatMap { NativeIPCKey(string: $0) } ?? .legacy(key ?? "", type: (type ?? .systemv).keyType)
-            if !reaper.clean(key: resolved) {
+            if !reaper.clean(key: resolved, allowAnyPath: allowAnyPath) {
                 throw CommandFailure(message: "clean: nothing found for \(resolved)")
             }
         }

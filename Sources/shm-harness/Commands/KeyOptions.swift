@@ -19,6 +19,9 @@ struct KeyOptions: ParsableArguments {
     @Option(help: "A native key in Qt's string form (QNativeIpcKey::toString()), e.g. posix:/name.")
     var nativeKey: String?
 
+    @Flag(help: "Accept a System V key file outside the temp folder ($TMPDIR or /tmp) and $XDG_RUNTIME_DIR.")
+    var allowAnyPath = false
+
     func validate() throws {
         switch (key, nativeKey) {
         case (nil, nil): throw ValidationError("give --key LEGACYKEY or --native-key STRING")
@@ -29,6 +32,14 @@ struct KeyOptions: ParsableArguments {
         default: break
         }
     }
+
+    /// The library options these flags ask for.
+    var segmentOptions: SharedMemory.Options { SharedMemory.Options(allowAnyPath: allowAnyPath) }
+    /// The segment options of a command that bounds its lock waits (`--lock-timeout`) and may take no lock.
+    func segmentOptions(lockTimeout: Duration, takesLock: Bool = true) -> SharedMemory.Options {
+        SharedMemory.Options(operationTimeout: lockTimeout, takesLock: takesLock, allowAnyPath: allowAnyPath)
+    }
+    var semaphoreOptions: SystemSemaphore.Options { SystemSemaphore.Options(allowAnyPath: allowAnyPath) }
 
     func resolve(kind: IPCObjectKind = .sharedMemory) -> NativeIPCKey {
         if let nativeKey, let parsed = NativeIPCKey(string: nativeKey) { return parsed }

@@ -237,7 +237,13 @@ struct RunOneCommand: ParsableCommand {
             throw CommandFailure(message: "\(file) has no testcase \(testcase)", exitCode: 2)
         }
         scenario.classname = classname
-        let result = try Runner.runHere(scenario, token: token, machineLeakCheck: leakCheck == .machine, strict: strict)
+        // The verdict as it stands before teardown: the parent reports it if this process hangs after that.
+        let result = try Runner.runHere(scenario, token: token, machineLeakCheck: leakCheck == .machine, strict: strict) { partial in
+            if let data = try? JSONEncoder().encode(partial) {
+                print("partial " + String(decoding: data, as: UTF8.self))
+                fflush(nil)
+            }
+        }
         let data = try JSONEncoder().encode(result)
         print("result " + String(decoding: data, as: UTF8.self))
     }

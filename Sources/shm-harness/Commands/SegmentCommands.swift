@@ -21,6 +21,9 @@ struct CreateCommand: ParsableCommand {
     @Option(help: "Seconds to hold the segment before detaching (default: until SIGINT or SIGTERM).")
     var holdSeconds: Double?
 
+    @Option(help: "Seconds that creating and the final detach may wait for the segment's lock (default: 30).")
+    var lockTimeout: Double = 30
+
     func validate() throws {
         if let holdSeconds, holdSeconds < 0 || !holdSeconds.isFinite || holdSeconds > 1e9 {
             throw ValidationError("--hold-seconds must be a number of seconds from 0 to 1000000000")
@@ -36,7 +39,7 @@ struct CreateCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let key = keyOptions.resolve()
-        let segment = SharedMemory(key: key)
+        let segment = SharedMemory(key: key, options: keyOptions.segmentOptions(lockTimeout: lockWait(lockTimeout)))
         try segment.create(size: size)
         print(key.toString() ?? "")
         fflush(nil)
@@ -66,17 +69,18 @@ struct DumpCommand: ParsableCommand {
     @Option(help: "How many bytes (default: to the end of the segment).")
     var length: Int?
 
-    @Flag(help: "Read without taking the segment's lock.")
+    @Flag(help: "Read without taking the segment's lock (not even to attach and detach).")
     var noLock = false
 
-    @Option(help: "Seconds to wait for the lock before failing (default: 30).")
+    @Option(help: "Seconds that each wait for the lock may take, attach and detach included (default: 30).")
     var lockTimeout: Double = 30
 
     func run() throws {
-        let segment = SharedMemory(key: keyOptions.resolve())
+        let segment = SharedMemory(
+            key: keyOptions.resolve(), options: keyOptions.segmentOptions(lockTimeout: lockWait(lockTimeout), takesLock: !noLock))
         try segment.attach(.readOnly)
         defer { try? segment.detach() }
-        if !noLock { try segment.lock(timeout: .seconds(lockTimeout)) }
+        if !noLock { try segment.lock(timeout: lockWait(lockTimeout)) }
         let bytes: [UInt8]
         do {
             bytes = try segment.read(at: offset, count: length ?? max(0, segment.size - offset))
@@ -100,10 +104,10 @@ struct WriteCommand: ParsableCommand {
     @Option(help: "Where to write.")
     var offset: Int = 0
 
-    @Flag(help: "Write without taking the segment's lock.")
+    @Flag(help: "Write without taking the segment's lock (not even to attach and detach).")
     var noLock = false
 
-    @Option(help: "Seconds to wait for the lock before failing (default: 30).")
+    @Option(help: "Seconds that each wait for the lock may take, attach and detach included (default: 30).")
     var lockTimeout: Double = 30
 
     func run() throws {
@@ -116,11 +120,19 @@ struct WriteCommand: ParsableCommand {
             if n == 0 { break }
             input.append(contentsOf: chunk[0..<n])
         }
-        let segment = SharedMemory(key: keyOptions.resolve())
+        let segment = SharedMemory(
+            key: keyOptions.resolve(), options: keyOptions.segmentOptions(lockTimeout: lockWait(lockTimeout), takesLock: !noLock))
         try segment.attach(.readWrite)
         defer { try? segment.detach() }
-        if !noLock { try segment.lock(timeout: .seconds(lockTimeout)) }
+        if !noLock { try segment.lock(timeout: lockWait(lockTimeout)) }
         defer { if !noLock { try? segment.unlock() } }
         try segment.write(input, at: offset)
     }
+}
+
+/// `--lock-timeout SECONDS` as the library's wait (a value that is not a finite, non-negative number is left to
+/// option validation; here it becomes no wait at all rather than a crash).
+func lockWait(_ seconds: Double) -> Duration {
+    guard seconds.isFinite, seconds > 0 else { return .zero }
+    return .nanoseconds(Int64(min(seconds, 1e9) * 1e9))
 }
