@@ -133,8 +133,21 @@ public enum JUnitReader {
         var properties: [(name: String, value: String)] = []
         var output: [Substring] = []
         for out in element.children(named: "system-out") {
-            for line in out.text.split(separator: "\n", omittingEmptySubsequences: false) {
-                if let property = property(line) { properties.append(property) } else { output.append(line) }
+            // Property lines come first (as the runner writes them); the rest is output, kept whole.
+            var rest = Substring(out.text)
+            while rest.hasPrefix("[[PROPERTY|") {
+                let end = rest.firstIndex(of: "\n") ?? rest.endIndex
+                guard let property = property(rest[..<end]) else { break }
+                properties.append(property)
+                rest = end == rest.endIndex ? rest[end...] : rest[rest.index(after: end)...]
+            }
+            if rest.contains("[[PROPERTY|") {
+                // Later property lines (other tools interleave them with output) are read too.
+                for line in rest.split(separator: "\n", omittingEmptySubsequences: false) {
+                    if let property = property(line) { properties.append(property) } else { output.append(line) }
+                }
+            } else if !rest.isEmpty {
+                output.append(rest)
             }
         }
         if element.children.contains(where: { $0.name == "flakyFailure" || $0.name == "flakyError" }),

@@ -78,21 +78,46 @@ public enum JUnitWriter {
     public static func text(_ value: String) -> String { escape(value, inAttribute: false) }
 
     static func escape(_ value: String, inAttribute: Bool) -> String {
-        var out = ""
-        for scalar in value.unicodeScalars where isAllowed(scalar) {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"" where inAttribute: out += "&quot;"
-            case "'" where inAttribute: out += "&apos;"
-            case "\n" where inAttribute: out += "&#10;"
-            case "\r" where inAttribute: out += "&#13;"
-            case "\t" where inAttribute: out += "&#9;"
-            default: out.unicodeScalars.append(scalar)
+        // Byte by byte: everything to escape or drop is ASCII, or U+FFFE/U+FFFF (EF BF BE, EF BF BF); a Swift
+        // string is valid UTF-8 and holds no surrogate.
+        func run(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+            var out: [UInt8] = []
+            var copied = 0  // bytes[..<copied] are in out already (when out is in use)
+            var changed = false
+            var index = 0
+            func replace(_ count: Int, with text: StaticString) {
+                if !changed {
+                    out.reserveCapacity(bytes.count + 16)
+                    changed = true
+                }
+                out.append(contentsOf: bytes[copied..<index])
+                text.withUTF8Buffer { out.append(contentsOf: $0) }
+                index += count
+                copied = index
             }
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: "&"): replace(1, with: "&amp;")
+                case UInt8(ascii: "<"): replace(1, with: "&lt;")
+                case UInt8(ascii: ">"): replace(1, with: "&gt;")
+                case UInt8(ascii: "\"") where inAttribute: replace(1, with: "&quot;")
+                case UInt8(ascii: "'") where inAttribute: replace(1, with: "&apos;")
+                case 10 where inAttribute: replace(1, with: "&#10;")
+                case 13 where inAttribute: replace(1, with: "&#13;")
+                case 9 where inAttribute: replace(1, with: "&#9;")
+                case 9, 10, 13: index += 1
+                case 0..<0x20: replace(1, with: "")
+                case 0xEF where index + 2 < bytes.count && bytes[index + 1] == 0xBF && bytes[index + 2] >= 0xBE:
+                    replace(3, with: "")
+                default: index += 1
+                }
+            }
+            guard changed else { return nil }
+            out.append(contentsOf: bytes[copied...])
+            return String(decoding: out, as: UTF8.self)
         }
-        return out
+        var value = value
+        return value.withUTF8 { run($0) } ?? value
     }
 
     /// XML 1.0's Char production: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].

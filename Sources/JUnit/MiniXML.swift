@@ -126,6 +126,19 @@ public enum MiniXML {
 
         /// Decodes a slice as UTF-8, refusing malformed sequences and characters XML 1.0 forbids.
         func string(_ range: Range<Int>) throws(SyntaxError) -> String {
+            // Fast path: no control character, no U+FFFE/U+FFFF (EF BF BE/BF), valid UTF-8.
+            var suspicious = false
+            var index = range.lowerBound
+            while index < range.upperBound {
+                let byte = bytes[index]
+                if (byte < 0x20 && byte != 9 && byte != 10 && byte != 13)
+                    || (byte == 0xEF && index + 2 < range.upperBound && bytes[index + 1] == 0xBF && bytes[index + 2] >= 0xBE) {
+                    suspicious = true
+                    break
+                }
+                index += 1
+            }
+            if !suspicious, let text = String(validating: bytes[range], as: UTF8.self) { return text }
             var result = ""
             var iterator = bytes[range].makeIterator()
             var decoder = UTF8()

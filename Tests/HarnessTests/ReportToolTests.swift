@@ -299,6 +299,15 @@ import Glibc
         }
         #expect(report.suites.map(\.name) == ["x&y", "z"])
         #expect(report.suites[0].properties.first?.value == hostile)
+        // Another tool's report: property lines among the output, a lone <testsuite> root, a flaky rerun.
+        let foreign = """
+            <testsuite name="s" tests="1" failures="0" errors="0"><testcase name="t" time="1,234.5">\
+            <flakyFailure type="x"/><system-out>out1\n[[PROPERTY|a=1]]\nout2</system-out></testcase></testsuite>
+            """
+        let other = try JUnitReader.parse(Array(foreign.utf8), path: "o.xml").cases
+        #expect(other.map(\.classname) == ["s"] && other.map(\.time) == [1234.5])
+        #expect(other.first?.output == "out1\nout2")
+        #expect(other.first?.properties.map { "\($0.name)=\($0.value)" } == ["a=1", "flaky=true"])
         // Rendering what was read gives the same document.
         #expect(JUnitWriter.render(suites: report.suites) == xml)
     }
