@@ -157,7 +157,8 @@ import Glibc
         #expect(xml.contains("left behind: /dev/shm/qipc_sharedmemory_journaled"))
         let said = result.stderr.split(separator: "\n").first { $0.contains("shm-harness clean --run ") }
         let token = said.flatMap { $0.components(separatedBy: "clean --run ").last?.filter(\.isHexDigit) } ?? ""
-        let journal = JournalDirectory.path(forToken: token)
+        // the runner ran with this test process's own runtime folder (Run.harness): its journal is there
+        let journal = JournalDirectory.runsDirectory(xdgRuntimeDir: Paths.runtimeDirectory) + "/" + token + RunJournal.fileExtension
         #expect(!token.isEmpty && FileManager.default.fileExists(atPath: journal), "the journal stays: \(result.stderr)")
         let clean = try Run.harness(["clean", "--run", token])
         #expect(clean.exitCode == 0, "\(clean.stderr)")
