@@ -184,6 +184,11 @@ static int with_segment_lock(struct shmh_segment *seg, const struct shmh_site *s
     bool segment_gone = !seg->attached && !shmh_backend_attached_by_any_process(&seg->key);
     /* Qt releases the caller's own lock too when detaching while locked; keep its lock otherwise. */
     if (!already_locked || !seg->attached) {
+        /* Done with the semaphore (detached): drop our usage record on a POSIX one *before* the post. The next
+         * holder may be the last user; it decides under the lock whether the semaphore goes, and must not see
+         * us as a user any more (else both would leave it behind). As SharedMemory.withSegmentLock. */
+        if (!seg->attached && !seg->semaphore->systemv && seg->semaphore->file.fd >= 0)
+            (void)shmh_ofd_lock(seg->semaphore->file.fd, 2, SHMH_USAGE_BASE, 0, false);
         shmh_sem_release(seg->semaphore, 1);
         seg->locked_by_me = false;
     }

@@ -162,7 +162,9 @@ import Glibc
         // the semaphore's file): whoever holds it is dead, so detach takes its place instead of waiting.
         let start = Date()
         try owner.detach()
-        #expect(Date().timeIntervalSince(start) < 10, "no wait for a dead holder (the proof reads /proc/*/maps)")
+        // Well inside the 20 s timeout (the proof reads /proc/*/maps; a child this test process is spawning at
+        // that moment shares its mappings until it execs, which can defer the proof by a second or so).
+        #expect(Date().timeIntervalSince(start) < 15, "no wait for a dead holder")
         #expect(!owner.isAttached)
         let left = Traces.of(key)
         #expect(left.isEmpty, "the last user removes the segment and its semaphore: \(left)")

@@ -190,6 +190,11 @@ final class ObjectFile {
         }
     }
 
+    /// Drops this description's usage records (and any claim): the file stays open.
+    func releaseUsageRecords() {
+        _ = shm_shim_ofd_lock(fd.rawValue, 2, Self.usageBase, 0, 0)
+    }
+
     /// Claims the object for removal: succeeds only if no other open file description records a use in
     /// `slot` (nil: in any slot). The claim holds until the file is closed.
     func claimForRemoval(slot: Int32? = 0) -> Bool {

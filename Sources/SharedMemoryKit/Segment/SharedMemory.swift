@@ -1,3 +1,6 @@
+import CShmShim
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #else
@@ -237,19 +240,20 @@ public final class SharedMemory {
                 .busError,
                 "the segment's file is now \(backed) bytes; bytes \(offset)..<\(offset + count) of it are gone (it was shrunk)")
         }
-        do throws(SharedMemoryError) {
-            try BusGuard.copy(from: source, to: destination, count: count, object: key.description)
-        } catch {
+        // The shim's guarded memcpy (BusGuard.copy's), called directly: nothing is built unless it faults.
+        if shm_shim_guarded_copy(destination, source, count) != 0 {
+            let err = Errno(rawValue: errno)
             throw SharedMemoryError(
-                error.code, operation: operation, call: error.call, underlyingError: error.underlyingError,
-                object: key.description, detail: error.detail)
+                err == .badAddress ? .busError : .unknown, operation: operation, call: "guarded copy", underlyingError: err,
+                object: key.description, detail: "memcpy(\(count) bytes; SIGBUS during the copy)")
         }
     }
 
     private func checkedRange(
         operation: String, offset: Int, count: Int, writing: Bool
     ) throws(SharedMemoryError) -> Slice<UnsafeMutableRawBufferPointer> {
-        let site = CallSite(operation: operation, object: key.description)
+        // The call site (and the key's description) only on failure: this runs on every read and write.
+        var site: CallSite { CallSite(operation: operation, object: key.description) }
         guard let segment else { throw site.refusal(.notFound, "not attached") }
         if writing && segment.access == .readOnly {
             throw site.refusal(.permissionDenied, "the segment is attached read-only")
@@ -316,6 +320,10 @@ public final class SharedMemory {
         let segmentGone = segment == nil && !makeBackend().isAttachedByAnyProcess()
         // Qt releases the caller's own lock too when detaching while locked; keep its lock otherwise.
         if acquired || (alreadyLocked && segment == nil) {
+            // Done with the semaphore (no segment): drop this process's usage record on it *before* the post.
+            // The next holder may be the last user; it decides under the lock whether the semaphore goes, and
+            // must not see this process as a user any more (else both would leave it behind).
+            if segment == nil { semaphore.dropUsageRecord() }
             try? semaphore.release(1)
             lockedByMe = false
         }

@@ -127,6 +127,8 @@ final class POSIXSemaphore: SemaphoreBackend {
         return !ProcessMaps.anyProcessMaps(inode: UInt64(file.status.inode.rawValue), excluding: getpid())
     }
 
+    func dropUsageRecord() { file.releaseUsageRecords() }
+
     func close(removeIfUnused: Bool) {
         guard let handle else { return }
         sem_close(handle)

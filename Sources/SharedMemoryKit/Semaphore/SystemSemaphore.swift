@@ -121,6 +121,12 @@ public final class SystemSemaphore {
         backend?.noOtherProcessCanHold() ?? false
     }
 
+    /// Stops recording this process as a user of the semaphore (before a last release; see `SharedMemory`).
+    /// The handle stays usable; `close` may still remove the semaphore.
+    func dropUsageRecord() {
+        backend?.dropUsageRecord()
+    }
+
     /// Closes the handle. The semaphore itself is removed only if this library created it and no other process
     /// using this library still has it open (`removeIfUnused: false` keeps it in any case).
     public func close(removeIfUnused: Bool = true) {
@@ -138,10 +144,12 @@ protocol SemaphoreBackend: AnyObject {
     func value(site: CallSite) throws(SharedMemoryError) -> Int
     func close(removeIfUnused: Bool)
     func noOtherProcessCanHold() -> Bool
+    func dropUsageRecord()
 }
 
 extension SemaphoreBackend {
     func noOtherProcessCanHold() -> Bool { false }
+    func dropUsageRecord() {}
 }
 
 /// A point on the monotonic clock, for waits that EINTR may interrupt.
