@@ -12,6 +12,8 @@ public struct RunEnvironment: Sendable {
     public var harnessPath: String
     /// The C worker, if built.
     public var cWorkerPath: String?
+    /// The Qt worker (`impl: qt`): the Qt peer's python and the embedded script, written into the work directory.
+    public var qtWorker: QtWorkerLocation
     /// A private directory for plans (0700), removed at the end of the run.
     public var workDirectory: String
     public var requirements: Requirements
@@ -34,9 +36,10 @@ public struct RunEnvironment: Sendable {
         // 0711: workers that drop to another user must read their plans (the plans themselves are 0644).
         guard mkdir(work, 0o700) == 0 else { throw SpawnError("run", "mkdir \(work)", errno) }
         chmod(work, 0o711)
+        let qt = QtWorkerLocation(harnessPath: exe, workDirectory: work)
         return RunEnvironment(
-            harnessPath: exe, cWorkerPath: cWorker, workDirectory: work,
-            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker, cWorkerProblem: cWorkerProblem),
+            harnessPath: exe, cWorkerPath: cWorker, qtWorker: qt, workDirectory: work,
+            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker, cWorkerProblem: cWorkerProblem, qtWorker: qt),
             checkGlobalLeaks: machineLeakCheck && jobs <= 1, strict: strict)
     }
 
@@ -71,6 +74,8 @@ public struct Requirements: Sendable {
     public let reasons: [Requirement: String]
     let cWorkerPath: String?
     let cWorkerProblem: String?
+    /// Where `impl: qt` runs (nil: nowhere, e.g. requirements given as facts in tests).
+    var qtWorker: QtWorkerLocation?
 
     /// Why a testcase cannot run here.
     public struct Unmet: Sendable, Equatable {
@@ -88,9 +93,10 @@ public struct Requirements: Sendable {
         self.cWorkerProblem = cWorkerProblem
     }
 
-    init(harnessPath: String, cWorkerPath: String?, cWorkerProblem: String? = nil) {
+    init(harnessPath: String, cWorkerPath: String?, cWorkerProblem: String? = nil, qtWorker: QtWorkerLocation? = nil) {
         self.cWorkerPath = cWorkerPath
         self.cWorkerProblem = cWorkerProblem
+        self.qtWorker = qtWorker
         var met: [Requirement: Bool] = [:]
         var reasons: [Requirement: String] = [:]
         let root = geteuid() == 0
@@ -147,6 +153,12 @@ public struct Requirements: Sendable {
         if scenario.workers.contains(where: { $0.impl == .c }) && cWorkerPath == nil {
             return Unmet(reason: "impl: c needs the C worker shmh-worker: " + (cWorkerProblem ?? "not found"), missingPiece: true)
         }
+        // The Qt peer is a piece of the set-up too (scripts/qt-venv.sh): strict mode makes its absence an error.
+        if scenario.workers.contains(where: { $0.impl == .qt }) {
+            if let reason = qtWorker.map({ $0.unavailableReason }) ?? QtWorkerLocation.skipReason {
+                return Unmet(reason: reason, missingPiece: true)
+            }
+        }
         return machineLacks(scenario).map { Unmet(reason: $0, missingPiece: false) }
     }
 
@@ -168,5 +180,78 @@ public struct Requirements: Sendable {
             }
         }
         return nil
+    }
+}
+
+/// Where the Qt worker (`impl: qt`) runs: the Qt peer's python (with PySide6) and the worker script, which is
+/// embedded in this binary and written into the run's private folder on first use.
+///
+/// The python is `SHM_HARNESS_QT_PYTHON` if set (scripts/test.sh sets it from scripts/qt-venv.sh), else the
+/// `.venv-qt/bin/python` of the checkout this binary was built in (found by walking up from the binary), else
+/// that of the current directory. Whether it can import PySide6 is probed once, when a qt testcase first asks.
+public final class QtWorkerLocation: @unchecked Sendable {
+    /// The skip reason's fixed part (the same code path as the C worker's missing-worker skip).
+    public static let skipReason = "impl: qt needs PySide6 (run scripts/qt-venv.sh or set SHM_HARNESS_QT_PYTHON)"
+
+    /// The python to run, if one was found.
+    public let python: String?
+    /// Where the script is written.
+    public let scriptPath: String
+    private let why: String
+    private let lock = NSLock()
+    private var probed: String??
+
+    init(harnessPath: String, workDirectory: String, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        scriptPath = workDirectory + "/qt_worker.py"
+        if let named = environment["SHM_HARNESS_QT_PYTHON"], !named.isEmpty {
+            python = FileManager.default.isExecutableFile(atPath: named) ? named : nil
+            why = "SHM_HARNESS_QT_PYTHON=\(named) is not an executable file"
+            return
+        }
+        var candidates: [String] = []
+        var directory = (harnessPath as NSString).deletingLastPathComponent
+        for _ in 0..<5 {
+            candidates.append(directory + "/.venv-qt/bin/python")
+            let parent = (directory as NSString).deletingLastPathComponent
+            if parent == directory { break }
+            directory = parent
+        }
+        candidates.append(FileManager.default.currentDirectoryPath + "/.venv-qt/bin/python")
+        python = candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+        why = "no .venv-qt beside this binary's checkout or in the current directory"
+    }
+
+    /// nil when `impl: qt` can run (python found, PySide6 imports, the script written), else why not.
+    public var unavailableReason: String? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let probed { return probed }
+        let reason = probe()
+        probed = .some(reason)
+        return reason
+    }
+
+    private func probe() -> String? {
+        guard let python else { return Self.skipReason + ": " + why }
+        var environment = ProcessInfo.processInfo.environment
+        environment["QT_QPA_PLATFORM"] = environment["QT_QPA_PLATFORM"] ?? "offscreen"
+        guard let process = try? SpawnedProcess(
+            label: "qt-probe", arguments: [python, "-I", "-c", "import PySide6.QtCore"], environment: environment)
+        else { return Self.skipReason + ": \(python) does not start" }
+        guard SpawnedProcess.exitCode(process.wait()) == 0 else { return Self.skipReason + ": \(python) cannot import PySide6.QtCore" }
+        // 0644 in the 0711 work directory: workers that drop to another user read it too.
+        let fd = open(scriptPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return "impl: qt: cannot write the Qt worker to \(scriptPath): \(String(cString: strerror(errno)))" }
+        let bytes = Array((QtWorkerScript.source + "\n").utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        fchmod(fd, 0o644)
+        close(fd)
+        guard written == bytes.count else { return "impl: qt: cannot write the Qt worker to \(scriptPath)" }
+        return nil
+    }
+
+    /// The worker's command line.
+    func arguments(plan: String, user: String?) -> [String] {
+        [python ?? "python3", "-I", scriptPath, plan] + (user.map { ["--user", $0] } ?? [])
     }
 }

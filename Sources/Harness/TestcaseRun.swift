@@ -173,6 +173,12 @@ final class TestcaseRun {
         var result = base(status, detail: detail)
         result.output = workersOutput()
         result.properties = metrics()
+        // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
+        // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
+        for divergence in scenario.divergences {
+            result.properties.append(("divergence", divergence))
+            result.output = "divergence: \(divergence)\n" + result.output
+        }
         return result
     }
 
@@ -283,6 +289,8 @@ final class TestcaseRun {
                 case .c:
                     arguments = [environment.cWorkerPath ?? "shmh-worker", planPath]
                     if let user = spec.user { arguments += ["--user", user] }
+                case .qt:
+                    arguments = environment.qtWorker.arguments(plan: planPath, user: spec.user)
                 case .exec:
                     // Through the worker wrapper: it dies with the runner (PDEATHSIG) and drops to the user.
                     arguments = [environment.harnessPath, "worker"] + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command

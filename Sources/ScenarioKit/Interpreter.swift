@@ -6,7 +6,7 @@ struct Interpreter {
     var reader: NodeReader
 
     static let resourceKeys = ["kind", "backend", "key", "size", "lock", "lock-offset", "dir", "private", "seals"]
-    static let workerKeys = ["name", "count", "impl", "command", "user", "steps", "expect"]
+    static let workerKeys = ["name", "count", "impl", "command", "user", "steps", "expect", "divergence"]
     static let maxWorkers = 4096
 
     mutating func scenario(
@@ -74,10 +74,12 @@ struct Interpreter {
                 if !relative.isEmpty { classname = relative.replacingOccurrences(of: "/", with: ".") }
             }
         }
-        return Scenario(
+        var scenario = Scenario(
             file: file, classname: classname, name: name, summary: summary, tags: tags, requires: requires,
             timeout: timeout, combination: combination, resources: resources, setup: setup, workers: workers,
             expect: expect, location: reader.location(node))
+        scenario.divergence = value("divergence").flatMap { divergence($0) }
+        return scenario
     }
 
     mutating func resourceSpec(id: String, keyNode: Node, _ node: Node) -> ResourceSpec? {
@@ -190,10 +192,49 @@ struct Interpreter {
                 }
             }
         }
-        return WorkerSpec(
+        if impl == .qt { checkQt(steps, resources: resources) }
+        var worker = WorkerSpec(
             name: name, count: count, impl: impl, command: command, user: user, steps: steps, expect: expect,
             location: reader.location(node))
+        worker.divergence = value("divergence").flatMap { divergence($0) }
+        return worker
     }
+
+    /// A `divergence:` text: one non-empty line.
+    mutating func divergence(_ node: Node) -> String? {
+        guard let text = reader.string(node, "divergence") else { return nil }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty { reader.fail(node, "divergence: says how the behaviour differs; it must not be empty") }
+        return trimmed.isEmpty ? nil : trimmed.replacingOccurrences(of: "\n", with: " ")
+    }
+
+    /// What real Qt (QSharedMemory through PySide6) cannot do is refused for `impl: qt` workers, with why.
+    mutating func checkQt(_ steps: [Step], resources: [String: ResourceSpec]) {
+        for step in steps {
+            let kind = step.action.kind
+            if let reason = Self.qtRefusals[kind] {
+                reader.fail(at: step.location, "impl: qt cannot run \(kind.rawValue): \(reason)")
+                continue
+            }
+            if case .repeatTimes(_, let body) = step.action { checkQt(body, resources: resources) }
+            if case .repeatFor(_, let body) = step.action { checkQt(body, resources: resources) }
+            guard let id = step.action.resource, let resource = resources[id] else { continue }
+            if resource.kind != .segment {
+                reader.fail(at: step.location, "impl: qt cannot use '\(id)': Qt has no \(resource.kind.rawValue) resources (QSharedMemory segments only)")
+            } else if resource.lock != .semaphore {
+                reader.fail(at: step.location, "impl: qt cannot use '\(id)' with lock: \(resource.lock.rawValue): Qt's only lock is the segment's system semaphore (lock: semaphore)")
+            }
+        }
+    }
+
+    /// Steps Qt has no operation for, and why.
+    static let qtRefusals: [StepKind: String] = [
+        .tryLock: "QSharedMemory has no try-lock (lock() always waits)",
+        .atomicAdd: "Qt has no atomic add on QSharedMemory memory (PySide6 binds no QAtomicInteger); use lock + add",
+        .truncate: "Qt's segments have no file size to change",
+        .seal: "Qt has no memfd seals",
+        .touchAll: "the Qt worker has no unguarded plain loads (Python cannot read memory without bounds checks)",
+    ]
 
     /// `store-loaded` writes what an earlier `load` of the same worker read: a worker's steps must load first.
     mutating func checkRegisterUse(_ steps: [Step]) {

@@ -17,6 +17,14 @@ public struct Scenario: Sendable {
     public var workers: [WorkerSpec]
     public var expect: ScenarioExpectation
     public var location: SourceLocation
+    /// `divergence:` a known, deliberate difference from Qt that this scenario shows (reported with the
+    /// testcase); workers may name their own.
+    public var divergence: String? = nil
+
+    /// Every divergence the scenario and its workers name, scenario's first.
+    public var divergences: [String] {
+        [divergence].compactMap { $0 } + workers.compactMap { w in w.divergence.map { "worker \(w.name): \($0)" } }
+    }
 
     /// The JUnit testcase name: `counter[backend=systemv,impl=c]`.
     public var testName: String {
@@ -72,7 +80,8 @@ public struct ResourceSpec: Sendable {
 }
 
 public enum WorkerImpl: String, Sendable, CaseIterable {
-    case swift, c, exec
+    /// `qt`: real Qt (PySide6) running the plan: QSharedMemory segments with their lock semaphore only.
+    case swift, c, exec, qt
 }
 
 public struct WorkerSpec: Sendable {
@@ -84,6 +93,9 @@ public struct WorkerSpec: Sendable {
     public var steps: [Step]
     public var expect: Termination
     public var location: SourceLocation
+    /// `divergence:` how this worker's expected behaviour differs from what the library does (for `impl: qt`
+    /// workers that show Qt's own behaviour).
+    public var divergence: String? = nil
 }
 
 /// How a worker process must end.

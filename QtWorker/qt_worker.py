@@ -1,0 +1,681 @@
+#!/usr/bin/env python3
+"""qt_worker.py: the Qt worker of shm-harness (`impl: qt`): runs one worker plan with real Qt.
+
+    python qt_worker.py PLAN [--user USER]
+
+PLAN is a worker plan (docs/worker-protocol.md, version 1). Every segment operation is Qt's own, through
+PySide6 (Qt 6): QSharedMemory (create, attach, detach, lock, unlock, data) keyed by QNativeIpcKey strings, so
+the segment, its key file and its lock semaphore are exactly what a Qt application makes. The runner writes
+this file into the run's private folder (it is embedded in the shm-harness binary) and starts it with the Qt
+peer's python (SHM_HARNESS_QT_PYTHON, or the checkout's .venv-qt).
+
+Steps: create, attach (rw/ro), detach, lock (optionally timeout-ns=N), unlock, add, store, check, fill,
+check-fill, barrier, sleep, repeat, crash. Qt has no try-lock, no atomic add and no files, memfds, seals or
+in-memory locks: those are refused when the scenario is validated, and `unsupported` here if a plan asks.
+
+Reads/writes of the memory are checked by this worker (as the Swift and C workers do): past the end is
+invalid-size, a write through a read-only attachment is permission-denied (Qt itself would fault), and an
+access while detached is not-found.
+
+Protocol (stdout): `barrier NAME` then a line `go NAME` / `abort NAME REASON` on stdin; the last line is
+`result {json}`. Exit status: 0 every step did what it should, 1 a step failed its expectation, 2 broken
+(an unreadable plan: the message names the plan line), 3 not applicable here (PySide6 missing, no such user).
+
+A timed lock (`timeout-ns`): Qt's lock() has no timeout and the call cannot be abandoned (it blocks in
+sem_wait/semop and retries on EINTR, holding Python's GIL). So the worker forks: the child makes the call and,
+once it returns, carries on with the plan, while the parent only waits. If the lock is not taken in time, the
+parent kills the child (which never got the lock, so nothing changed) and goes on itself with the step failed
+as lock-error. Either way exactly one process runs the rest of the plan; the parent relays the child's end.
+"""
+
+import ctypes
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+EXIT_OK, EXIT_FAILED, EXIT_BROKEN, EXIT_NOT_HERE = 0, 1, 2, 3
+MAX_LATENCY_SAMPLES = 200_000
+SAFE = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~/,+-")
+
+# ------------------------------------------------------------------------------------------------
+# The plan (docs/worker-protocol.md): parsed strictly; anything unknown is a broken plan.
+# ------------------------------------------------------------------------------------------------
+
+
+class BrokenPlan(Exception):
+    def __init__(self, line, message):
+        super().__init__("plan line %d: %s" % (line, message))
+
+
+def decode(text, line):
+    raw = text.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c == 0x25:  # %
+            digits = raw[i + 1:i + 3]
+            try:
+                if len(digits) != 2:
+                    raise ValueError
+                out.append(int(digits, 16))
+            except ValueError:
+                raise BrokenPlan(line, "bad percent-encoding in %r" % text)
+            i += 3
+        elif c in SAFE:
+            out.append(c)
+            i += 1
+        else:
+            raise BrokenPlan(line, "character %r must be percent-encoded in %r" % (chr(c), text))
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BrokenPlan(line, "not UTF-8: %r" % text)
+
+
+def fields_of(words, line, allowed):
+    result = {}
+    for word in words:
+        name, eq, value = word.partition("=")
+        if not eq or not name:
+            raise BrokenPlan(line, "bad field %r (want name=value)" % word)
+        if name not in allowed:
+            raise BrokenPlan(line, "unknown field %r (this line takes: %s)" % (name, ", ".join(sorted(allowed))))
+        if name in result:
+            raise BrokenPlan(line, "field %r given twice" % name)
+        result[name] = decode(value, line)
+    return result
+
+
+def integer(fields, name, line, low=None, high=None, default=None):
+    if name not in fields:
+        if default is None:
+            raise BrokenPlan(line, "missing %s=" % name)
+        return default
+    text = fields[name]
+    if not text or not (text.isdigit() or (text[0] == "-" and text[1:].isdigit())):
+        raise BrokenPlan(line, "%s=%s is not a number" % (name, text))
+    value = int(text)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise BrokenPlan(line, "%s=%s is out of range" % (name, text))
+    return value
+
+
+INT64 = (-(1 << 63), (1 << 63) - 1)
+STEP_FIELDS = {
+    "create": {"res", "size"},
+    "attach": {"res", "mode"},
+    "detach": {"res"},
+    "lock": {"res", "timeout-ns"},
+    "unlock": {"res"},
+    "try-lock": {"res"},
+    "add": {"res", "offset", "value"},
+    "atomic-add": {"res", "offset", "value"},
+    "store": {"res", "offset", "u64", "hex"},
+    "check": {"res", "offset", "u64", "hex"},
+    "fill": {"res", "byte"},
+    "check-fill": {"res", "byte"},
+    "truncate": {"res", "size"},
+    "seal": {"res", "seals"},
+    "touch-all": {"res"},
+    "barrier": {"name"},
+    "sleep": {"ns"},
+    "crash": {"signal"},
+}
+RESOURCE_FIELDS = {"kind", "key", "size", "lock", "lock-offset", "path", "fd", "private"}
+
+
+class Step:
+    __slots__ = ("line", "kind", "f", "expect", "body", "times", "for_ns", "value")
+
+    def __init__(self, line, kind, f, expect):
+        self.line, self.kind, self.f, self.expect = line, kind, f, expect
+        self.body, self.times, self.for_ns, self.value = None, None, None, None
+
+
+def parse_plan(text):
+    lines = text.split("\n")
+    if not lines or lines[0] != "shm-harness-plan 1":
+        raise BrokenPlan(1, "not a version 1 plan (the first line must be 'shm-harness-plan 1')")
+    plan = {"file": None, "worker": None, "resources": {}, "steps": None}
+    items = []  # (plan line, words) of step/repeat lines
+    for number, line in enumerate(lines[1:], start=2):
+        if line == "":
+            if number == len(lines):
+                break  # the final newline
+            raise BrokenPlan(number, "empty line")
+        words = line.split(" ")
+        if "" in words:
+            raise BrokenPlan(number, "words are separated by exactly one space")
+        head = words[0]
+        if plan["steps"] is not None:
+            raise BrokenPlan(number, "text after 'end'")
+        if head == "file":
+            if len(words) != 2 or plan["file"] is not None:
+                raise BrokenPlan(number, "one 'file PATH' line")
+            plan["file"] = decode(words[1], number)
+        elif head == "worker":
+            if len(words) != 4 or plan["worker"] is not None:
+                raise BrokenPlan(number, "one 'worker GROUP INDEX COUNT' line")
+            f = {"index": words[2], "count": words[3]}
+            plan["worker"] = (decode(words[1], number), integer(f, "index", number, 0),
+                              integer(f, "count", number, 1))
+        elif head == "resource":
+            if len(words) < 2:
+                raise BrokenPlan(number, "resource ID field=value...")
+            rid = decode(words[1], number)
+            f = fields_of(words[2:], number, RESOURCE_FIELDS)
+            if "kind" not in f or "lock" not in f:
+                raise BrokenPlan(number, "a resource needs kind= and lock=")
+            if f["kind"] not in ("segment", "file", "memfd"):
+                raise BrokenPlan(number, "unknown resource kind %r" % f["kind"])
+            if f["lock"] not in ("semaphore", "futex", "robust-mutex", "lockfile"):
+                raise BrokenPlan(number, "unknown lock %r" % f["lock"])
+            if rid in plan["resources"]:
+                raise BrokenPlan(number, "resource %r given twice" % rid)
+            size = integer(f, "size", number, 0, default=-1)
+            plan["resources"][rid] = {"id": rid, "kind": f["kind"], "key": f.get("key"), "size": size,
+                                      "lock": f["lock"]}
+        elif head in ("step", "repeat"):
+            items.append((number, words))
+        elif head == "end":
+            if len(words) != 1:
+                raise BrokenPlan(number, "'end' stands alone")
+            cursor = [0]
+            plan["steps"] = parse_steps(items, cursor, None, plan["resources"])
+        else:
+            raise BrokenPlan(number, "unknown line %r" % head)
+    if plan["steps"] is None:
+        raise BrokenPlan(len(lines), "missing 'end'")
+    if plan["file"] is None or plan["worker"] is None:
+        raise BrokenPlan(1, "a plan needs its 'file' and 'worker' lines")
+    return plan
+
+
+def parse_steps(items, cursor, count, resources):
+    steps = []
+    while cursor[0] < len(items) and (count is None or len(steps) < count):
+        number, words = items[cursor[0]]
+        cursor[0] += 1
+        if len(words) < 2 or not words[1].isdigit():
+            raise BrokenPlan(number, "%s LINE ..." % words[0])
+        line = int(words[1])
+        if words[0] == "repeat":
+            f = fields_of(words[2:], number, {"times", "for-ns", "body", "expect-error"})
+            body = integer(f, "body", number, 0)
+            step = Step(line, "repeat", f, f.get("expect-error"))
+            if ("times" in f) == ("for-ns" in f):
+                raise BrokenPlan(number, "repeat needs times= or for-ns=")
+            if "times" in f:
+                step.times = integer(f, "times", number, 0)
+            else:
+                step.for_ns = integer(f, "for-ns", number, 0)
+            step.body = parse_steps(items, cursor, body, resources)
+            if len(step.body) != body:
+                raise BrokenPlan(number, "a repeat body is cut short")
+            steps.append(step)
+            continue
+        if len(words) < 3 or words[2] not in STEP_FIELDS:
+            raise BrokenPlan(number, "unknown step %r" % (words[2] if len(words) > 2 else ""))
+        kind = words[2]
+        f = fields_of(words[3:], number, STEP_FIELDS[kind] | {"expect-error"})
+        step = Step(line, kind, f, f.get("expect-error"))
+        if "res" in STEP_FIELDS[kind]:
+            if "res" not in f:
+                raise BrokenPlan(number, "%s needs res=" % kind)
+            if f["res"] not in resources:
+                raise BrokenPlan(number, "unknown resource %r" % f["res"])
+        if kind == "create":
+            step.value = integer(f, "size", number, 0, default=-1)
+        elif kind == "attach":
+            if f.get("mode", "rw") not in ("rw", "ro"):
+                raise BrokenPlan(number, "mode is ro or rw, not %r" % f["mode"])
+        elif kind == "lock":
+            step.value = integer(f, "timeout-ns", number, 0, default=-1)
+        elif kind in ("add", "atomic-add"):
+            step.value = (integer(f, "offset", number, 0, default=0),
+                          integer(f, "value", number, INT64[0], INT64[1], default=1))
+        elif kind in ("store", "check"):
+            offset = integer(f, "offset", number, 0, default=0)
+            if ("u64" in f) == ("hex" in f):
+                raise BrokenPlan(number, "%s needs u64= or hex=" % kind)
+            if "u64" in f:
+                data = integer(f, "u64", number, 0, (1 << 64) - 1).to_bytes(8, "little")
+                shown = "u64 %d" % int.from_bytes(data, "little")
+            else:
+                try:
+                    data = bytes.fromhex(f["hex"])
+                except ValueError:
+                    raise BrokenPlan(number, "hex=%s is not hex digits" % f["hex"])
+                if len(f["hex"]) % 2 or not data:
+                    raise BrokenPlan(number, "hex=%s needs an even, non-zero number of digits" % f["hex"])
+                shown = "hex " + data.hex()
+            step.value = (offset, data, shown, "u64" in f)
+        elif kind in ("fill", "check-fill"):
+            step.value = integer(f, "byte", number, 0, 255, default=0)
+        elif kind == "barrier":
+            if not f.get("name"):
+                raise BrokenPlan(number, "barrier needs name=")
+        elif kind == "sleep":
+            step.value = integer(f, "ns", number, 0, default=0)
+        elif kind == "crash":
+            step.value = integer(f, "signal", number, 1, 64, default=9)
+        steps.append(step)
+    return steps
+
+
+# ------------------------------------------------------------------------------------------------
+# Running the plan with Qt.
+# ------------------------------------------------------------------------------------------------
+
+class StepError(Exception):
+    """A step ended in an error: `name` is a scenario error name, or check-mismatch, barrier-aborted..."""
+
+    def __init__(self, name, message):
+        super().__init__(message)
+        self.name, self.message = name, message
+
+
+# Qt's QSharedMemory::SharedMemoryError -> the scenario spellings (the library's SharedMemoryError.Code.name).
+QT_ERRORS = {
+    "PermissionDenied": "permission-denied",
+    "InvalidSize": "invalid-size",
+    "KeyError": "key-error",
+    "AlreadyExists": "already-exists",
+    "NotFound": "not-found",
+    "LockError": "lock-error",
+    "OutOfResources": "out-of-resources",
+    "UnknownError": "unknown",
+}
+
+
+def monotonic_ns():
+    return time.monotonic_ns()
+
+
+class Segment:
+    """One plan resource as a QSharedMemory."""
+
+    def __init__(self, qt, spec):
+        self.qt, self.spec = qt, spec
+        self.shm = None
+        self.view = None       # memoryview of the mapping while attached (data() or constData())
+        self.read_only = False
+
+    def usable(self, what):
+        spec = self.spec
+        if spec["kind"] != "segment":
+            raise StepError("unsupported", "%s: Qt has no %s resources (resource %s); impl: qt works on segments"
+                            % (what, spec["kind"], spec["id"]))
+        if spec["lock"] != "semaphore":
+            raise StepError("unsupported", "%s: Qt's lock is the segment's semaphore, not lock: %s (resource %s)"
+                            % (what, spec["lock"], spec["id"]))
+        if self.shm is None:
+            key = self.qt.QNativeIpcKey.fromString(spec["key"] or "")
+            if not key.isValid():
+                raise StepError("key-error", "%s: %r is not a QNativeIpcKey string" % (what, spec["key"]))
+            self.shm = self.qt.QSharedMemory(key)
+        return self.shm
+
+    def fail(self, what):
+        error = self.shm.error()
+        name = QT_ERRORS.get(error.name, "unknown")
+        return StepError(name, "%s: QSharedMemory %s: %s [%s]" % (what, error.name, self.shm.errorString(),
+                                                                   self.spec["key"]))
+
+    def create(self, size):
+        shm = self.usable("create")
+        if not shm.create(size, self.qt.QSharedMemory.AccessMode.ReadWrite):
+            raise self.fail("create")
+        self.read_only = False
+        self.view = shm.data()
+
+    def attach(self, read_only):
+        shm = self.usable("attach")
+        mode = self.qt.QSharedMemory.AccessMode
+        if not shm.attach(mode.ReadOnly if read_only else mode.ReadWrite):
+            raise self.fail("attach")
+        self.read_only = read_only
+        # data() is writable even after a read-only attach (a write would then fault): read-only attachments
+        # use constData(), whose view refuses writes.
+        self.view = shm.constData() if read_only else shm.data()
+
+    def detach(self):
+        shm = self.usable("detach")
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+        if not shm.detach():
+            if shm.error().name == "NoError":
+                raise StepError("not-found", "detach: not attached [%s]" % self.spec["key"])
+            raise self.fail("detach")
+
+    def lock(self):
+        if not self.usable("lock").lock():
+            raise self.fail("lock")
+
+    def unlock(self):
+        if not self.usable("unlock").unlock():
+            raise self.fail("unlock")
+
+    def bytes_at(self, what, offset, count, write):
+        self.usable(what)
+        if self.view is None:
+            raise StepError("not-found", "%s: not attached [%s]" % (what, self.spec["key"]))
+        if write and self.read_only:
+            raise StepError("permission-denied", "%s: attached read-only [%s]" % (what, self.spec["key"]))
+        size = len(self.view)
+        if offset < 0 or count > size or offset > size - count:
+            raise StepError("invalid-size", "%s: offset %d+%d is outside %d bytes [%s]"
+                            % (what, offset, count, size, self.spec["key"]))
+        return self.view
+
+    def close(self):
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+        if self.shm is not None:
+            if self.shm.isAttached():
+                self.shm.detach()  # the last detach removes a System V segment, as in Qt
+            self.shm = None
+
+
+class Worker:
+    def __init__(self, qt, plan, stdin_fd):
+        self.qt = qt
+        self.plan = plan
+        self.stdin_fd = stdin_fd
+        self.segments = {rid: Segment(qt, spec) for rid, spec in plan["resources"].items()}
+        self.ops = 0
+        self.latencies = []
+        self.start = monotonic_ns()
+        self.elapsed = 0
+        self.parent_pipe = None   # in a timed lock's child: tell the parent when the lock is taken
+
+    # --- the protocol ---
+
+    def read_line(self):
+        data = bytearray()
+        while True:
+            chunk = os.read(self.stdin_fd, 1)
+            if not chunk:
+                return None
+            if chunk == b"\n":
+                return data.decode("utf-8", "replace")
+            data += chunk
+
+    def barrier(self, name):
+        sys.stdout.write("barrier %s\n" % name)
+        sys.stdout.flush()
+        reply = self.read_line()
+        if reply is None:
+            raise StepError("barrier-aborted", "the runner went away")
+        if reply == "go " + name:
+            return
+        raise StepError("barrier-aborted", reply[len("abort "):] if reply.startswith("abort ") else reply)
+
+    # --- steps ---
+
+    def run(self, steps):
+        for step in steps:
+            if step.kind == "repeat":
+                if step.times is not None:
+                    for _ in range(step.times):
+                        self.run(step.body)
+                else:
+                    end = monotonic_ns() + step.for_ns
+                    while monotonic_ns() < end:
+                        self.run(step.body)
+            else:
+                self.perform(step)
+
+    def perform(self, step):
+        self.ops += 1
+        try:
+            self.act(step)
+        except StepError as error:
+            if error.name in ("check-mismatch", "barrier-aborted", "unsupported") or step.expect is None:
+                raise Failure(step, error.name, error.message)
+            if error.name != step.expect:
+                raise Failure(step, error.name, "expected %s, got %s: %s" % (step.expect, error.name, error.message))
+            return
+        if step.expect is not None:
+            raise Failure(step, "unexpected-success", "expected %s, but the step succeeded" % step.expect)
+
+    def act(self, step):
+        kind, f = step.kind, step.f
+        seg = self.segments.get(f.get("res")) if "res" in f else None
+        if kind == "create":
+            seg.create(step.value if step.value >= 0 else max(seg.spec["size"], 0))
+        elif kind == "attach":
+            seg.attach(f.get("mode") == "ro")
+        elif kind == "detach":
+            seg.detach()
+        elif kind == "lock":
+            started = monotonic_ns()
+            if step.value >= 0:
+                self.timed_lock(seg, step.value)
+            else:
+                seg.lock()
+            if len(self.latencies) < MAX_LATENCY_SAMPLES:
+                self.latencies.append(monotonic_ns() - started)
+        elif kind == "unlock":
+            seg.unlock()
+        elif kind == "add":
+            offset, value = step.value
+            view = seg.bytes_at("add", offset, 8, True)
+            old = int.from_bytes(view[offset:offset + 8], "little")
+            view[offset:offset + 8] = ((old + value) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+        elif kind in ("store", "check"):
+            offset, data, shown, is_u64 = step.value
+            view = seg.bytes_at(kind, offset, len(data), kind == "store")
+            if kind == "store":
+                view[offset:offset + len(data)] = data
+            else:
+                got = bytes(view[offset:offset + len(data)])
+                if got != data:
+                    got_text = "u64 %d" % int.from_bytes(got, "little") if is_u64 else "hex " + got.hex()
+                    raise StepError("check-mismatch", "at offset %d of %s: want %s, got %s"
+                                    % (offset, f["res"], shown, got_text))
+        elif kind in ("fill", "check-fill"):
+            view = seg.bytes_at(kind, 0, 0, kind == "fill")
+            size = len(view)
+            if kind == "fill":
+                view[0:size] = bytes([step.value]) * size
+            else:
+                data = bytes(view)
+                bad = next((i for i, b in enumerate(data) if b != step.value), None)
+                if bad is not None:
+                    raise StepError("check-mismatch", "at offset %d of %s: want byte %d, got %d"
+                                    % (bad, f["res"], step.value, data[bad]))
+        elif kind == "barrier":
+            self.barrier(f["name"])
+        elif kind == "sleep":
+            time.sleep(step.value / 1e9)
+        elif kind == "crash":
+            sys.stdout.flush()
+            try:
+                signal.signal(step.value, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+            os.kill(os.getpid(), step.value)
+            os._exit(128 + step.value)
+        else:
+            reasons = {
+                "try-lock": "Qt's QSharedMemory has no try-lock (lock() always waits)",
+                "atomic-add": "Qt has no atomic add on QSharedMemory memory (PySide6 binds no QAtomicInteger)",
+                "truncate": "Qt's segments have no file size to change",
+                "seal": "Qt has no memfd seals",
+                "touch-all": "the Qt worker has no unguarded plain loads",
+            }
+            raise StepError("unsupported", reasons.get(kind, "%s is not a Qt operation" % kind))
+
+    def timed_lock(self, seg, timeout_ns):
+        """Qt's lock() with a deadline (see the module's docstring): the child calls it, the parent waits."""
+        shm = seg.usable("lock")
+        sys.stdout.flush()
+        ready_r, ready_w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(ready_r)
+            set_parent_death_signal(os.getppid())
+            if not shm.lock():
+                os.write(ready_w, b"f")
+                os.close(ready_w)
+                raise seg.fail("lock")
+            os.write(ready_w, b"l")
+            os.close(ready_w)
+            return  # the child goes on with the plan; the parent relays its end
+        os.close(ready_w)
+        deadline = time.monotonic() + timeout_ns / 1e9
+        got = b""
+        while True:
+            left = deadline - time.monotonic()
+            readable, _, _ = select.select([ready_r], [], [], max(left, 0))
+            if readable:
+                got = os.read(ready_r, 1)
+                break
+            if left <= 0:
+                break
+        os.close(ready_r)
+        if not got:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            raise StepError("lock-error", "lock: Qt's lock() did not return within %s (Qt has no timed lock; "
+                            "the blocked call was ended with its process) [%s]" % (fmt_ns(timeout_ns), seg.spec["key"]))
+        # The child holds the lock (or failed and reports it) and runs the rest: relay how it ends.
+        seg.view = None  # the parent never touches the memory or Qt again
+        _, status = os.waitpid(child, 0)
+        if os.WIFSIGNALED(status):
+            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+            os.kill(os.getpid(), os.WTERMSIG(status))
+        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_FAILED)
+
+    def result(self, failure):
+        self.elapsed = monotonic_ns() - self.start
+        result = {"ok": failure is None, "ops": self.ops, "elapsedNs": self.elapsed,
+                  "lockCount": len(self.latencies)}
+        if self.latencies:
+            ordered = sorted(self.latencies)
+
+            def percentile(p):
+                index = min(len(ordered) - 1, -(-len(ordered) * p // 1) - 1)
+                return ordered[max(0, int(index))]
+            result.update(lockP50Ns=percentile(0.5), lockP90Ns=percentile(0.9), lockP99Ns=percentile(0.99),
+                          lockMaxNs=ordered[-1])
+        if failure is not None:
+            result.update(line=failure.step.line, step=failure.step.kind, error=failure.error,
+                          message=failure.message)
+        return result
+
+    def close(self):
+        for seg in self.segments.values():
+            seg.close()
+
+
+class Failure(Exception):
+    def __init__(self, step, error, message):
+        super().__init__(message)
+        self.step, self.error, self.message = step, error, message
+
+
+def fmt_ns(ns):
+    if ns % 1_000_000_000 == 0:
+        return "%ds" % (ns // 1_000_000_000)
+    if ns % 1_000_000 == 0:
+        return "%dms" % (ns // 1_000_000)
+    return "%dns" % ns
+
+
+# ------------------------------------------------------------------------------------------------
+# Process set-up: parent-death signal, user, Qt.
+# ------------------------------------------------------------------------------------------------
+
+def set_parent_death_signal(expected_parent):
+    """Asks the kernel to SIGKILL this process when its parent dies; False if the parent is gone already."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    return expected_parent is None or os.getppid() == expected_parent
+
+
+def drop_to(user):
+    import pwd
+    try:
+        entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+    except KeyError:
+        return "no such user"
+    if os.geteuid() != 0:
+        return "dropping to another user needs root"
+    try:
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except OSError as error:
+        return error.strerror
+    return None
+
+
+def say(message):
+    sys.stderr.write("qt-worker: %s\n" % message)
+    sys.stderr.flush()
+
+
+def main(argv):
+    args = argv[1:]
+    user = None
+    if len(args) == 3 and args[1] == "--user":
+        user = args[2]
+        args = args[:1]
+    if len(args) != 1:
+        say("usage: qt_worker.py PLAN [--user USER]")
+        return EXIT_BROKEN
+    runner = os.environ.get("SHM_HARNESS_RUNNER_PID")
+    expected_parent = int(runner) if runner and runner.isdigit() else None
+    if not set_parent_death_signal(expected_parent):
+        return EXIT_BROKEN
+    try:
+        with open(args[0], "r", encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        say("cannot read the plan %s: %s" % (args[0], error))
+        return EXIT_BROKEN
+    try:
+        plan = parse_plan(text)
+    except BrokenPlan as error:
+        say("%s: %s" % (args[0], error))
+        return EXIT_BROKEN
+    if user is not None:
+        reason = drop_to(user)
+        if reason:
+            say("cannot run as %s: %s" % (user, reason))
+            return EXIT_NOT_HERE
+        if not set_parent_death_signal(expected_parent):  # a credential change clears it
+            return EXIT_BROKEN
+    try:
+        from PySide6 import QtCore
+    except ImportError as error:
+        say("impl: qt needs PySide6 (run scripts/qt-venv.sh or set SHM_HARNESS_QT_PYTHON): %s" % error)
+        return EXIT_NOT_HERE
+    worker = Worker(QtCore, plan, sys.stdin.fileno())
+    failure = None
+    try:
+        worker.run(plan["steps"])
+    except Failure as error:
+        failure = error
+    except StepError as error:  # a failure outside a step's judgement (a timed lock's child)
+        failure = Failure(Step(0, "lock", {}, None), error.name, error.message)
+    result = worker.result(failure)
+    worker.close()
+    sys.stdout.write("result " + json.dumps(result, sort_keys=True, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    return EXIT_OK if failure is None else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
