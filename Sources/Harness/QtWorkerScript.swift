@@ -328,6 +328,14 @@ class Segment:
 
     def fail(self, what):
         error = self.shm.error()
+        if error.name == "NoError":
+            # Qt returned false without setting an error (attach while attached, detach while detached): the
+            # worker names the state, as the library does.
+            if self.shm.isAttached():
+                return StepError("already-exists", "%s: Qt returned false without an error: this object is "
+                                 "attached already [%s]" % (what, self.spec["key"]))
+            return StepError("not-found", "%s: Qt returned false without an error: not attached [%s]"
+                             % (what, self.spec["key"]))
         name = QT_ERRORS.get(error.name, "unknown")
         return StepError(name, "%s: QSharedMemory %s: %s [%s]" % (what, error.name, self.shm.errorString(),
                                                                    self.spec["key"]))
@@ -355,8 +363,6 @@ class Segment:
             self.view.release()
             self.view = None
         if not shm.detach():
-            if shm.error().name == "NoError":
-                raise StepError("not-found", "detach: not attached [%s]" % self.spec["key"])
             raise self.fail("detach")
 
     def lock(self):

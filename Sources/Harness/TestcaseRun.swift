@@ -160,6 +160,7 @@ final class TestcaseRun {
         removeFiles()
         var status = status
         var detail = detail
+        if !scenario.expect.checkLeaks { removePOSIXLeftovers(of: ownKeys) }
         if scenario.expect.checkLeaks {
             var leaked = IPCSnapshot.traces(of: ownKeys, ftokKeys: ftokKeys) + IPCSnapshot.take().objects.filter { $0.contains(token) }
             if let snapshot { leaked += IPCSnapshot.take().added(since: snapshot) }
@@ -180,6 +181,21 @@ final class TestcaseRun {
             result.output = "divergence: \(divergence)\n" + result.output
         }
         return result
+    }
+
+    /// With `leaks: ignore` (a scenario that shows Qt leaving its POSIX segment behind), the run still removes
+    /// what is left under its own keys' POSIX names: names unique to this run, made by its workers. Only regular
+    /// files this user owns, never through a symlink.
+    private func removePOSIXLeftovers(of keys: [NativeIPCKey]) {
+        for key in keys where !key.type.isSystemV && !key.nativeKey.isEmpty {
+            let bare = key.nativeKey.drop(while: { $0 == "/" })
+            guard !bare.isEmpty, !bare.contains("/") else { continue }
+            for path in ["/dev/shm/\(bare)", "/dev/shm/sem.\(bare)"] {
+                var info = stat()
+                guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else { continue }
+                unlink(path)
+            }
+        }
     }
 
     private func metrics() -> [(name: String, value: String)] {
