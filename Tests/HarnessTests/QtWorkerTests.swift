@@ -117,6 +117,58 @@ enum QtPeer {
         }
     }
 
+    /// A lock with `timeout-ns` (Qt's lock() has none): while another object holds the lock, the step is
+    /// lock-error after the timeout and the worker goes on; once the lock is free the call returns and the plan
+    /// goes on in the process that holds it. Unexpected, the timeout fails the worker naming the step.
+    @Test(.enabled(if: QtPeer.runs, QtPeer.skipReason))
+    func timedLockEndsWithLockErrorAndTheWorkerGoesOn() throws {
+        let python = try QtPeer.require()
+        let script = temporaryPath("qt_worker.py")
+        let plan = temporaryPath("timed.plan")
+        let name = "shm-harness-test-\(getpid())-timed"
+        defer {
+            unlink(script)
+            unlink(plan)
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where entry.contains(name) {
+                unlink("/dev/shm/" + entry)  // Qt never unlinks a POSIX segment
+            }
+        }
+        try (QtWorkerScript.source + "\n").write(toFile: script, atomically: true, encoding: .utf8)
+        func run(expectError: Bool) throws -> Run {
+            let key = "posix%3A%2F" + name + (expectError ? "-a" : "-b")  // Qt leaves each one behind
+            let text = """
+                shm-harness-plan 1
+                file t.yaml
+                worker q 0 1
+                resource a kind=segment key=\(key) size=64 lock=semaphore lock-offset=0
+                resource b kind=segment key=\(key) size=64 lock=semaphore lock-offset=0
+                step 1 create res=a
+                step 2 attach res=b
+                step 3 lock res=a
+                step 4 lock res=b timeout-ns=300000000\(expectError ? " expect-error=lock-error" : "")
+                step 5 unlock res=a
+                step 6 lock res=b timeout-ns=5000000000
+                step 7 add res=b offset=0 value=3
+                step 8 unlock res=b
+                step 9 check res=a offset=0 u64=3
+                step 10 detach res=b
+                step 11 detach res=a
+                end
+
+                """
+            try text.write(toFile: plan, atomically: true, encoding: .utf8)
+            return try Run.command([python, "-I", script, plan], timeout: 60)
+        }
+        let expected = try run(expectError: true)
+        #expect(expected.exitCode == 0, "\(expected.stdout) \(expected.stderr)")
+        #expect(expected.stdout.hasSuffix("\"ok\":true,\"ops\":11}\n"), "all 11 steps ran: \(expected.stdout)")
+        #expect(expected.stdout.contains("\"lockCount\":2"))
+        let unexpected = try run(expectError: false)
+        #expect(unexpected.exitCode == 1)
+        #expect(unexpected.stdout.contains("\"error\":\"lock-error\",\"line\":4"), "\(unexpected.stdout)")
+        #expect(unexpected.stdout.contains("Qt's lock() did not return within 300ms"), "\(unexpected.stdout)")
+    }
+
     /// What Qt has no operation for is refused when the file is validated, with the reason and the place.
     static let refused: [(name: String, yaml: String, line: Int, column: Int, message: String)] = [
         ("try-lock", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - impl: qt\n    steps:\n      - try-lock: s\n", 6, 9, "impl: qt cannot run try-lock: QSharedMemory has no try-lock"),
