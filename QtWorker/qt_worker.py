@@ -2,6 +2,7 @@
 """qt_worker.py: the Qt worker of shm-harness (`impl: qt`): runs one worker plan with real Qt.
 
     python qt_worker.py PLAN [--user USER]
+    python qt_worker.py --check PLAN        # parse the plan only: exit 0, or 2 naming the broken line
 
 PLAN is a worker plan (docs/worker-protocol.md, version 1). Every segment operation is Qt's own, through
 PySide6 (Qt 6): QSharedMemory (create, attach, detach, lock, unlock, data) keyed by QNativeIpcKey strings, so
@@ -635,11 +636,14 @@ def say(message):
 def main(argv):
     args = argv[1:]
     user = None
+    check_only = len(args) == 2 and args[0] == "--check"
+    if check_only:
+        args = args[1:]
     if len(args) == 3 and args[1] == "--user":
         user = args[2]
         args = args[:1]
     if len(args) != 1:
-        say("usage: qt_worker.py PLAN [--user USER]")
+        say("usage: qt_worker.py PLAN [--user USER] | --check PLAN")
         return EXIT_BROKEN
     runner = os.environ.get("SHM_HARNESS_RUNNER_PID")
     expected_parent = int(runner) if runner and runner.isdigit() else None
@@ -656,6 +660,8 @@ def main(argv):
     except BrokenPlan as error:
         say("%s: %s" % (args[0], error))
         return EXIT_BROKEN
+    if check_only:
+        return EXIT_OK
     if user is not None:
         reason = drop_to(user)
         if reason:

@@ -169,6 +169,34 @@ enum QtPeer {
         #expect(unexpected.stdout.contains("Qt's lock() did not return within 300ms"), "\(unexpected.stdout)")
     }
 
+    /// Every plan the runner makes for the catalogue's qt workers is one the Qt worker reads (its parser is
+    /// stricter than the Swift one: an unknown field is a broken plan).
+    @Test(.enabled(if: QtPeer.runs, QtPeer.skipReason))
+    func catalogueQtPlansParse() throws {
+        let python = try QtPeer.require()
+        let script = temporaryPath("qt_worker.py")
+        let planPath = temporaryPath("check.plan")
+        defer { unlink(script); unlink(planPath) }
+        try (QtWorkerScript.source + "\n").write(toFile: script, atomically: true, encoding: .utf8)
+        var checked = 0
+        for file in try ScenarioLoader.files(at: Paths.packageRoot + "/scenarios") {
+            for scenario in try ScenarioLoader.load(file: file) {
+                for worker in scenario.workers where worker.impl == .qt {
+                    let resources = scenario.resources.map {
+                        Plan.Resource(id: $0.id, kind: $0.kind, key: "posix:/x y?legacyKey=a&b", size: $0.size, lock: $0.lock,
+                                      lockOffset: $0.lockOffset, path: nil, fd: nil, isPrivate: $0.isPrivate)
+                    }
+                    let plan = Plan(file: file, group: worker.name, index: 0, count: worker.count, resources: resources, steps: worker.steps)
+                    try plan.encoded().write(toFile: planPath, atomically: true, encoding: .utf8)
+                    let run = try Run.command([python, "-I", script, "--check", planPath])
+                    #expect(run.exitCode == 0, "\(scenario.identifier) \(worker.name): \(run.stderr)")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked >= 8, "the catalogue has qt workers")
+    }
+
     /// What Qt has no operation for is refused when the file is validated, with the reason and the place.
     static let refused: [(name: String, yaml: String, line: Int, column: Int, message: String)] = [
         ("try-lock", "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - impl: qt\n    steps:\n      - try-lock: s\n", 6, 9, "impl: qt cannot run try-lock: QSharedMemory has no try-lock"),
