@@ -668,6 +668,12 @@ def main(argv):
         return EXIT_BROKEN
     if check_only:
         return EXIT_OK
+    # Qt is loaded before dropping to another user, who may not be able to read the venv.
+    try:
+        from PySide6 import QtCore
+    except ImportError as error:
+        say("impl: qt needs PySide6 (run scripts/qt-venv.sh or set SHM_HARNESS_QT_PYTHON): %s" % error)
+        return EXIT_NOT_HERE
     if user is not None:
         reason = drop_to(user)
         if reason:
@@ -675,11 +681,6 @@ def main(argv):
             return EXIT_NOT_HERE
         if not set_parent_death_signal(expected_parent):  # a credential change clears it
             return EXIT_BROKEN
-    try:
-        from PySide6 import QtCore
-    except ImportError as error:
-        say("impl: qt needs PySide6 (run scripts/qt-venv.sh or set SHM_HARNESS_QT_PYTHON): %s" % error)
-        return EXIT_NOT_HERE
     worker = Worker(QtCore, plan, sys.stdin.fileno())
     failure = None
     try:
