@@ -22,11 +22,11 @@ Protocol (stdout): `barrier NAME` then a line `go NAME` / `abort NAME REASON` on
 `result {json}`. Exit status: 0 every step did what it should, 1 a step failed its expectation, 2 broken
 (an unreadable plan: the message names the plan line), 3 not applicable here (PySide6 missing, no such user).
 
-A timed lock (`timeout-ns`): Qt's lock() has no timeout and the call cannot be abandoned (it blocks in
-sem_wait/semop and retries on EINTR, holding Python's GIL). So the worker forks: the child makes the call and,
-once it returns, carries on with the plan, while the parent only waits. If the lock is not taken in time, the
-parent kills the child (which never got the lock, so nothing changed) and goes on itself with the step failed
-as lock-error. Either way exactly one process runs the rest of the plan; the parent relays the child's end.
+A lock with a deadline (`timeout-ns`): Qt's lock() has no timeout and the call cannot be abandoned (it blocks
+in sem_wait/semop, retries on EINTR and holds Python's GIL). A lock step that expects lock-error is made in a
+child process, which is ended at the deadline (it never got the lock), and the worker goes on. Any other timed
+lock is made here, watched by a helper process (started once) that, if the deadline passes, writes the step's
+failure as the result line and ends the worker with SIGKILL: a failed step ends a worker anyway.
 """
 
 import ctypes
@@ -400,7 +400,7 @@ class Worker:
         self.latencies = []
         self.start = monotonic_ns()
         self.elapsed = 0
-        self.parent_pipe = None   # in a timed lock's child: tell the parent when the lock is taken
+        self.watchdog = None      # started at the first lock with a deadline
 
     # --- the protocol ---
 
@@ -463,8 +463,11 @@ class Worker:
             seg.detach()
         elif kind == "lock":
             started = monotonic_ns()
+            if step.value >= 0 and step.expect == "lock-error":
+                self.probe_lock(seg, step.value)
+                return
             if step.value >= 0:
-                self.timed_lock(seg, step.value)
+                started = self.watched_lock(seg, step, step.value, started)
             else:
                 seg.lock()
             if len(self.latencies) < MAX_LATENCY_SAMPLES:
@@ -520,52 +523,62 @@ class Worker:
             }
             raise StepError("unsupported", reasons.get(kind, "%s is not a Qt operation" % kind))
 
-    def timed_lock(self, seg, timeout_ns):
-        """Qt's lock() with a deadline (see the module's docstring): the child calls it, the parent waits."""
+    def probe_lock(self, seg, timeout_ns):
+        """A lock step that expects lock-error: a child calls Qt's lock(); if it returns, the child unlocks at
+        once and the step has succeeded (unexpected); if the deadline passes first, the child (which never got
+        the lock) is killed and the step fails with lock-error, as expected, and the worker goes on."""
         shm = seg.usable("lock")
         sys.stdout.flush()
         ready_r, ready_w = os.pipe()
         child = os.fork()
         if child == 0:
             os.close(ready_r)
-            set_parent_death_signal(os.getppid())
-            if not shm.lock():
-                os.write(ready_w, b"f")
-                os.close(ready_w)
-                raise seg.fail("lock")
-            os.write(ready_w, b"l")
-            os.close(ready_w)
-            return  # the child goes on with the plan; the parent relays its end
+            set_parent_death_signal(None)
+            if shm.lock():
+                shm.unlock()
+                os.write(ready_w, b"ok")
+            else:
+                error = seg.fail("lock")
+                os.write(ready_w, ("%s %s" % (error.name, error.message)).encode("utf-8", "replace")[:4000])
+            os._exit(0)
         os.close(ready_w)
-        deadline = time.monotonic() + timeout_ns / 1e9
-        got = b""
-        while True:
-            left = deadline - time.monotonic()
-            readable, _, _ = select.select([ready_r], [], [], max(left, 0))
-            if readable:
-                got = os.read(ready_r, 1)
-                break
-            if left <= 0:
-                break
+        readable, _, _ = select.select([ready_r], [], [], timeout_ns / 1e9)
+        answer = os.read(ready_r, 4096) if readable else b""
         os.close(ready_r)
-        if not got:
+        if not answer:
             os.kill(child, signal.SIGKILL)
-            os.waitpid(child, 0)
-            raise StepError("lock-error", "lock: Qt's lock() did not return within %s (Qt has no timed lock; "
-                            "the blocked call was ended with its process) [%s]" % (fmt_ns(timeout_ns), seg.spec["key"]))
-        # The child holds the lock (or failed and reports it) and runs the rest: relay how it ends.
-        seg.view = None  # the parent never touches the memory or Qt again
-        _, status = os.waitpid(child, 0)
-        if os.WIFSIGNALED(status):
-            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-            os.kill(os.getpid(), os.WTERMSIG(status))
-        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_FAILED)
+        os.waitpid(child, 0)
+        if not answer:
+            raise StepError("lock-error", "lock: Qt's lock() did not return within %s (Qt has no timed lock: the "
+                            "call was made in a child process, ended at the deadline) [%s]"
+                            % (fmt_ns(timeout_ns), seg.spec["key"]))
+        if answer != b"ok":
+            name, _, message = answer.decode("utf-8", "replace").partition(" ")
+            raise StepError(name, message)
 
-    def result(self, failure):
+    def watched_lock(self, seg, step, timeout_ns, started):
+        """A lock step with a deadline that is not expected to pass: Qt's lock() here, watched by the watchdog,
+        which ends the worker (with this step's failure as its result) if the call outlives the deadline.
+        Returns when the call was made."""
+        if self.watchdog is None:
+            self.watchdog = Watchdog()
+        failure = self.result(Failure(step, "lock-error", "lock: Qt's lock() did not return within %s (Qt has no "
+                                      "timed lock and cannot abandon the call: the worker was ended) [%s]"
+                                      % (fmt_ns(timeout_ns), seg.spec["key"])), percentiles=False)
+        failure["startNs"] = self.start
+        self.watchdog.arm(started + timeout_ns, failure)
+        called = monotonic_ns()  # the latency is Qt's call, not the watchdog's bookkeeping
+        try:
+            seg.lock()
+        finally:
+            self.watchdog.disarm()
+        return called
+
+    def result(self, failure, percentiles=True):
         self.elapsed = monotonic_ns() - self.start
         result = {"ok": failure is None, "ops": self.ops, "elapsedNs": self.elapsed,
                   "lockCount": len(self.latencies)}
-        if self.latencies:
+        if self.latencies and percentiles:
             ordered = sorted(self.latencies)
 
             def percentile(p):
@@ -581,6 +594,65 @@ class Worker:
     def close(self):
         for seg in self.segments.values():
             seg.close()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+
+
+class Watchdog:
+    """A helper process that ends the worker when Qt's lock() outlives its deadline.
+
+    Qt's lock() cannot be interrupted (it retries sem_wait/semop on EINTR while holding Python's GIL), so the
+    deadline is kept by another process: armed before the call with the deadline and the result the worker
+    would report, disarmed after it (two small pipe writes per lock). At the deadline it writes that result line
+    to the worker's stdout and SIGKILLs the worker, which has not got the lock and would never return."""
+
+    def __init__(self):
+        sys.stdout.flush()
+        read_end, self.fd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.fd)
+            try:
+                watch(read_end, os.getppid())
+            finally:
+                os._exit(0)
+        os.close(read_end)
+
+    def arm(self, deadline_ns, failure):
+        os.write(self.fd, b"arm %d %s\n" % (deadline_ns, json.dumps(failure, sort_keys=True).encode()))
+
+    def disarm(self):
+        os.write(self.fd, b"disarm\n")
+
+    def stop(self):
+        os.close(self.fd)
+        os.waitpid(self.pid, 0)
+
+
+def watch(fd, worker):
+    set_parent_death_signal(worker)
+    pending = b""
+    armed = None
+    while True:
+        wait = None if armed is None else max(0.0, (armed[0] - monotonic_ns()) / 1e9)
+        readable, _, _ = select.select([fd], [], [], wait)
+        if not readable:
+            result = json.loads(armed[1])
+            result["elapsedNs"] = monotonic_ns() - result.pop("startNs")
+            os.write(1, ("result " + json.dumps(result, sort_keys=True, separators=(",", ":")) + "\n").encode())
+            os.kill(worker, signal.SIGKILL)
+            return
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line == b"disarm":
+                armed = None
+            elif line.startswith(b"arm "):
+                _, deadline, payload = line.split(b" ", 2)
+                armed = (int(deadline), payload)
 
 
 class Failure(Exception):
@@ -681,8 +753,6 @@ def main(argv):
         worker.run(plan["steps"])
     except Failure as error:
         failure = error
-    except StepError as error:  # a failure outside a step's judgement (a timed lock's child)
-        failure = Failure(Step(0, "lock", {}, None), error.name, error.message)
     result = worker.result(failure)
     worker.close()
     sys.stdout.write("result " + json.dumps(result, sort_keys=True, separators=(",", ":")) + "\n")
