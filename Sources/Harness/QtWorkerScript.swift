@@ -330,13 +330,7 @@ class Segment:
     def fail(self, what):
         error = self.shm.error()
         if error.name == "NoError":
-            # Qt returned false without setting an error (attach while attached, detach while detached): the
-            # worker names the state, as the library does.
-            if self.shm.isAttached():
-                return StepError("already-exists", "%s: Qt returned false without an error: this object is "
-                                 "attached already [%s]" % (what, self.spec["key"]))
-            return StepError("not-found", "%s: Qt returned false without an error: not attached [%s]"
-                             % (what, self.spec["key"]))
+            return StepError("unknown", "%s: Qt returned false without an error [%s]" % (what, self.spec["key"]))
         name = QT_ERRORS.get(error.name, "unknown")
         return StepError(name, "%s: QSharedMemory %s: %s [%s]" % (what, error.name, self.shm.errorString(),
                                                                    self.spec["key"]))
@@ -351,7 +345,11 @@ class Segment:
     def attach(self, read_only):
         shm = self.usable("attach")
         mode = self.qt.QSharedMemory.AccessMode
+        was_attached = shm.isAttached()
         if not shm.attach(mode.ReadOnly if read_only else mode.ReadWrite):
+            if was_attached:  # Qt returns false at once and leaves error() as it was
+                raise StepError("already-exists", "attach: Qt's attach() returned false: this object is attached "
+                                "already [%s]" % self.spec["key"])
             raise self.fail("attach")
         self.read_only = read_only
         # data() is writable even after a read-only attach (a write would then fault): read-only attachments
@@ -363,7 +361,11 @@ class Segment:
         if self.view is not None:
             self.view.release()
             self.view = None
+        was_attached = shm.isAttached()
         if not shm.detach():
+            if not was_attached:  # Qt returns false at once and leaves error() as it was
+                raise StepError("not-found", "detach: Qt's detach() returned false: not attached [%s]"
+                                % self.spec["key"])
             raise self.fail("detach")
 
     def lock(self):
