@@ -10,9 +10,10 @@ the segment, its key file and its lock semaphore are exactly what a Qt applicati
 this file into the run's private folder (it is embedded in the shm-harness binary) and starts it with the Qt
 peer's python (SHM_HARNESS_QT_PYTHON, or the checkout's .venv-qt).
 
-Steps: create, attach (rw/ro), detach, lock (optionally timeout-ns=N), unlock, add, store, check, fill,
-check-fill, barrier, sleep, repeat, crash. Qt has no try-lock, no atomic add and no files, memfds, seals or
-in-memory locks: those are refused when the scenario is validated, and `unsupported` here if a plan asks.
+Steps: create, attach (rw/ro), detach, lock (optionally timeout-ns=N), unlock, add, load, store-loaded,
+compare, store, check, fill, check-fill, barrier, sleep, repeat, crash. Qt has no try-lock, no atomic add and
+no files, memfds, seals or in-memory locks: those are refused when the scenario is validated, and
+`unsupported` here if a plan asks.
 
 Reads/writes of the memory are checked by this worker (as the Swift and C workers do): past the end is
 invalid-size, a write through a read-only attachment is permission-denied (Qt itself would fault), and an
@@ -125,6 +126,9 @@ STEP_FIELDS = {
     "barrier": {"name"},
     "sleep": {"ns"},
     "crash": {"signal"},
+    "load": {"res", "offset"},
+    "store-loaded": {"res", "offset", "plus"},
+    "compare": {"res", "offset", "with"},
 }
 RESOURCE_FIELDS = {"kind", "key", "size", "lock", "lock-offset", "path", "fd", "private"}
 
@@ -239,6 +243,15 @@ def parse_steps(items, cursor, count, resources):
         elif kind in ("add", "atomic-add"):
             step.value = (integer(f, "offset", number, 0, default=0),
                           integer(f, "value", number, INT64[0], INT64[1], default=1))
+        elif kind == "load":
+            step.value = integer(f, "offset", number, 0, default=0)
+        elif kind == "store-loaded":
+            step.value = (integer(f, "offset", number, 0, default=0),
+                          integer(f, "plus", number, INT64[0], INT64[1], default=0))
+        elif kind == "compare":
+            if "with" not in f:
+                raise BrokenPlan(number, "compare needs with=")
+            step.value = (integer(f, "offset", number, 0, default=0), integer(f, "with", number, 0))
         elif kind in ("store", "check"):
             offset = integer(f, "offset", number, 0, default=0)
             if ("u64" in f) == ("hex" in f):
@@ -403,6 +416,7 @@ class Worker:
         self.start = monotonic_ns()
         self.elapsed = 0
         self.watchdog = None      # started at the first lock with a deadline
+        self.loaded = None        # the register of load / store-loaded
 
     # --- the protocol ---
 
@@ -481,6 +495,26 @@ class Worker:
             view = seg.bytes_at("add", offset, 8, True)
             old = int.from_bytes(view[offset:offset + 8], "little")
             view[offset:offset + 8] = ((old + value) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+        elif kind == "load":
+            # The first half of a split read-modify-write (needs a read-write attachment, like add).
+            offset = step.value
+            view = seg.bytes_at("load", offset, 8, True)
+            self.loaded = int.from_bytes(view[offset:offset + 8], "little")
+        elif kind == "store-loaded":
+            offset, plus = step.value
+            if self.loaded is None:
+                raise StepError("unsupported", "store-loaded before any load: nothing was loaded")
+            view = seg.bytes_at("store-loaded", offset, 8, True)
+            view[offset:offset + 8] = ((self.loaded + plus) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+        elif kind == "compare":
+            offset, other = step.value
+            view = seg.bytes_at("compare", offset, 8, False)
+            seg.bytes_at("compare", other, 8, False)
+            a = int.from_bytes(view[offset:offset + 8], "little")
+            b = int.from_bytes(view[other:other + 8], "little")
+            if a != b:
+                raise StepError("check-mismatch", "at offset %d of %s: u64 %d, but at offset %d: u64 %d"
+                                % (offset, f["res"], a, other, b))
         elif kind in ("store", "check"):
             offset, data, shown, is_u64 = step.value
             view = seg.bytes_at(kind, offset, len(data), kind == "store")

@@ -13,7 +13,7 @@ public struct RunEnvironment: Sendable {
     /// The C worker, if built.
     public var cWorkerPath: String?
     /// The Qt worker (`impl: qt`): the Qt peer's python and the embedded script, written into the work directory.
-    public var qtWorker: QtWorkerLocation
+    public var qtWorker: QtWorkerLocation? = nil
     /// A private directory for plans (0700), removed at the end of the run.
     public var workDirectory: String
     public var requirements: Requirements

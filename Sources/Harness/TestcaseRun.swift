@@ -306,7 +306,8 @@ final class TestcaseRun {
                     arguments = [environment.cWorkerPath ?? "shmh-worker", planPath]
                     if let user = spec.user { arguments += ["--user", user] }
                 case .qt:
-                    arguments = environment.qtWorker.arguments(plan: planPath, user: spec.user)
+                    // Without a Qt worker location the requirements skip qt testcases before this.
+                    arguments = environment.qtWorker?.arguments(plan: planPath, user: spec.user) ?? ["qt_worker.py", planPath]
                 case .exec:
                     // Through the worker wrapper: it dies with the runner (PDEATHSIG) and drops to the user.
                     arguments = [environment.harnessPath, "worker"] + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command

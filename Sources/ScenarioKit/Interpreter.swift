@@ -216,6 +216,10 @@ struct Interpreter {
                 reader.fail(at: step.location, "impl: qt cannot run \(kind.rawValue): \(reason)")
                 continue
             }
+            guard Self.qtSteps.contains(kind) else {
+                reader.fail(at: step.location, "impl: qt cannot run \(kind.rawValue): the Qt worker (QtWorker/qt_worker.py) does not implement it")
+                continue
+            }
             if case .repeatTimes(_, let body) = step.action { checkQt(body, resources: resources) }
             if case .repeatFor(_, let body) = step.action { checkQt(body, resources: resources) }
             guard let id = step.action.resource, let resource = resources[id] else { continue }
@@ -226,6 +230,12 @@ struct Interpreter {
             }
         }
     }
+
+    /// The steps the Qt worker implements; any other (a step added later) is refused for `impl: qt`.
+    static let qtSteps: Set<StepKind> = [
+        .create, .attach, .detach, .lock, .unlock, .add, .load, .storeLoaded, .compare, .store, .check, .fill, .checkFill,
+        .barrier, .sleep, .repeat, .crash,
+    ]
 
     /// Steps Qt has no operation for, and why.
     static let qtRefusals: [StepKind: String] = [

@@ -51,13 +51,18 @@ enum QtPeer {
         #expect(QtWorkerScript.source + "\n" == file, "run scripts/embed-qt-worker.sh after editing QtWorker/qt_worker.py")
     }
 
-    /// Swift, C and Qt workers on one counter under the segment's Qt lock: all three exclude each other.
+    /// Swift, C and Qt workers on one counter under the segment's Qt lock: all three exclude each other (the
+    /// exclusion scenario loses an update every time without the lock: its negative control).
     @Test(.enabled(if: QtPeer.runs, QtPeer.skipReason))
     func mixedCounterRunsWithRealQt() throws {
         _ = try QtPeer.require()
-        let (result, xml) = try run([Paths.packageRoot + "/scenarios/lock/mixed-counter.yaml", "--filter", "*systemv*"])
+        let (result, xml) = try run([
+            Paths.packageRoot + "/scenarios/lock/mixed-counter.yaml", Paths.packageRoot + "/scenarios/lock/mixed-exclusion.yaml",
+            "--filter", "*systemv*",
+        ])
         #expect(result.exitCode == 0, "\(result.stderr)")
         #expect(xml.contains("<testcase classname=\"lock\" name=\"mixed-counter[backend=systemv]\""))
+        #expect(xml.contains("<testcase classname=\"lock\" name=\"mixed-exclusion[backend=systemv,holder=qt,waiter=c]\""))
         #expect(!xml.contains("<failure") && !xml.contains("<error") && !xml.contains("<skipped"), "\(xml)")
         #expect(xml.contains("--- qt/1 (exit 0)"), "the Qt workers ran")
         #expect(xml.contains("[[PROPERTY|lock_count=6000]]"), "every worker reports its locks")
@@ -211,6 +216,7 @@ enum QtPeer {
         ("robust mutex", "resources:\n  s: {kind: segment, size: 4096, lock: robust-mutex}\nworkers:\n  - impl: qt\n    steps:\n      - attach: s\n", 6, 9, "with lock: robust-mutex"),
         ("lockfile", "resources:\n  s: {kind: segment, size: 4096, lock: lockfile}\nworkers:\n  - impl: qt\n    steps:\n      - attach: s\n", 6, 9, "with lock: lockfile"),
         ("through the matrix", "matrix:\n  impl: [swift, qt]\nresources:\n  s: {kind: segment, size: 64}\nworkers:\n  - impl: ${impl}\n    steps:\n      - try-lock: s\n", 8, 9, "impl: qt cannot run try-lock"),
+        ("a step the Qt worker lacks", "resources:\n  m: {kind: memfd, size: 4096}\nworkers:\n  - impl: qt\n    steps:\n      - seal: {res: m, seals: [write]}\n", 6, 9, "impl: qt cannot run seal"),
         ("empty divergence", "divergence: \"\"\nworkers:\n  - steps:\n      - sleep: 1ms\n", 1, 13, "divergence: says how the behaviour differs"),
     ]
 
@@ -243,6 +249,9 @@ enum QtPeer {
                     expect-error: already-exists
                   - lock: s
                   - add: {res: s, offset: 0, value: 1}
+                  - load: {res: s, offset: 0}
+                  - store-loaded: {res: s, offset: 0, plus: 1}
+                  - compare: {res: s, offset: 0, with: 16}
                   - store: {res: s, offset: 8, hex: "00ff"}
                   - check: {res: s, offset: 8, hex: "00ff"}
                   - unlock: s
