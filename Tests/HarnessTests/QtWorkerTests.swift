@@ -90,13 +90,21 @@ enum QtPeer {
         #expect(left.isEmpty, "the runner removes the run's own POSIX leftovers: \(left)")
     }
 
-    /// Without the peer, qt testcases are skipped with the reason (never passed).
-    @Test func missingPeerIsASkipWithTheReason() throws {
+    /// Without the peer, qt testcases are skipped with the reason (never passed); in strict mode (CI) the
+    /// missing peer is an error, as a missing C worker is.
+    @Test func missingPeerIsASkipWithTheReasonAndAnErrorWhenStrict() throws {
+        let reason = "impl: qt needs PySide6 (run scripts/qt-venv.sh or set SHM_HARNESS_QT_PYTHON): SHM_HARNESS_QT_PYTHON=/nonexistent/python is not an executable file"
         let (result, xml) = try run(
-            [Paths.packageRoot + "/scenarios/lock/mixed-counter.yaml", "--filter", "*systemv*"],
+            [Paths.packageRoot + "/scenarios/lock/mixed-counter.yaml", "--filter", "*systemv*", "--no-strict"],
             environment: "SHM_HARNESS_QT_PYTHON=/nonexistent/python")
         #expect(result.exitCode == 0, "\(result.stderr)")
-        #expect(xml.contains("<skipped message=\"impl: qt needs PySide6 (run scripts/qt-venv.sh or set SHM_HARNESS_QT_PYTHON): SHM_HARNESS_QT_PYTHON=/nonexistent/python is not an executable file\""), "\(xml)")
+        #expect(xml.contains("<skipped message=\"\(reason)\""), "\(xml)")
+        let (strict, strictXML) = try run(
+            [Paths.packageRoot + "/scenarios/lock/mixed-counter.yaml", "--filter", "*systemv*", "--strict"],
+            environment: "SHM_HARNESS_QT_PYTHON=/nonexistent/python")
+        #expect(strict.exitCode == 1, "\(strict.stderr)")
+        #expect(strictXML.contains("<error") && strictXML.contains(reason), "\(strictXML)")
+        #expect(!strictXML.contains("<skipped"))
     }
 
     /// A broken plan is exit 2, naming the plan line; the worker never guesses.
