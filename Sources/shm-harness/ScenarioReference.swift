@@ -43,7 +43,7 @@ setup:                              # run by the runner itself before any worker
 workers:
   - name: hammer
     count: 16
-    impl: ${impl}                   # swift | c | exec
+    impl: ${impl}                   # swift | c | qt | exec
     steps:
       - attach: seg
       - barrier: start              # every worker that names this barrier meets here
@@ -114,13 +114,15 @@ the other holds.
 | field | meaning |
 |---|---|
 | `name`, `count` | a group of `count` identical processes (default 1) |
-| `impl` | `swift` (the Swift worker, `shm-harness worker`; the default), `c` (the C worker `shmh-worker`, which `swift build` builds beside `shm-harness`; `SHM_HARNESS_C_WORKER` names another build, e.g. a sanitizer one), `exec` with `command: [argv...]`: any program, which finds each resource in its environment: `SHM_HARNESS_<ID>_KIND`, and as they apply `_KEY` (Qt's string form of the native key, as `QNativeIpcKey::toString()` writes it), `_LEGACY_KEY` (the unique legacy key the runner derived), `_TYPE` (systemv, posix), `_SIZE`, `_PATH`, `_FD`; `<ID>` is the resource id upper-cased with `-` as `_`. Also `SHM_HARNESS_WORKER` (group name and index, `hammer/3`) |
+| `impl` | `swift` (the Swift worker, `shm-harness worker`; the default), `c` (the C worker `shmh-worker`, which `swift build` builds beside `shm-harness`; `SHM_HARNESS_C_WORKER` names another build, e.g. a sanitizer one), `qt` (real Qt through PySide6: see "impl: qt" below), `exec` with `command: [argv...]`: any program, which finds each resource in its environment: `SHM_HARNESS_<ID>_KIND`, and as they apply `_KEY` (Qt's string form of the native key, as `QNativeIpcKey::toString()` writes it), `_LEGACY_KEY` (the unique legacy key the runner derived), `_TYPE` (systemv, posix), `_SIZE`, `_PATH`, `_FD`; `<ID>` is the resource id upper-cased with `-` as `_`. Also `SHM_HARNESS_WORKER` (group name and index, `hammer/3`) |
 | `user` | drop to this user (name or uid, its primary group) before the first step; needs root and a user the runner can switch to, else the testcase is skipped |
 | `steps` | what each process does, in order |
 | `expect` | how each process must end: `exit: 0` (default), or `signal: SIGBUS` (or any signal name) |
+| `divergence` | optional: how this worker's expected behaviour differs from the library's (a differential scenario, see "impl: qt") |
 
 ## Steps
-The Swift worker and the C worker implement every step with the same meaning. Any step may carry
+The Swift worker and the C worker implement every step with the same meaning (the Qt worker the subset Qt has:
+see "impl: qt"). Any step may carry
 `expect-error: NAME`: it must then fail with that error, which counts as success; failing otherwise, or not
 failing, fails the worker.
 
@@ -149,6 +151,43 @@ Error names, shared by both workers and by the library's error type: `permission
 `key-error`, `already-exists`, `not-found`, `lock-error`, `out-of-resources`, `busy`, `sealed`, `bus-error`,
 `owner-died` (a robust mutex whose holder died: the lock is taken and the state must be made consistent).
 
+## impl: qt - real Qt as a worker
+`impl: qt` runs the worker's plan with Qt 6 itself: `QtWorker/qt_worker.py` (embedded in the `shm-harness`
+binary and written into the run's private folder) under the Qt peer's python with PySide6
+(`PySide6-Essentials` 6.12 from PyPI, made by `scripts/qt-venv.sh`). Every segment operation is Qt's:
+`QSharedMemory` keyed by the `QNativeIpcKey` string the runner derived, `create`/`attach`/`detach`/`lock`/
+`unlock`/`data()`; so the segment, its key file and its lock semaphore are exactly what a Qt application
+makes, and `impl: [swift, c, qt]` shows all three agree (`scenarios/lock/counter.yaml`,
+`scenarios/lock/mixed-counter.yaml`, `scenarios/lock/mixed-exclusion.yaml`, `scenarios/errors/qt-errors.yaml`).
+
+The python is `SHM_HARNESS_QT_PYTHON` (the test command sets it from `scripts/qt-venv.sh`), else the
+`.venv-qt/bin/python` of the checkout the binary was built in, else `./.venv-qt/bin/python`. Without one that
+imports PySide6, qt testcases are `<skipped>` with "impl: qt needs PySide6 (run scripts/qt-venv.sh or set
+SHM_HARNESS_QT_PYTHON)" and why (an error in strict mode, as a missing C worker). Each Qt worker costs a
+python start-up (a few hundred ms): keep them few.
+
+| step | with `impl: qt` |
+|---|---|
+| `create`, `attach` (rw/ro), `detach` | `QSharedMemory::create` / `attach(ReadOnly or ReadWrite)` / `detach` |
+| `lock`, `unlock` | `QSharedMemory::lock` / `unlock`. Qt's `lock()` has no timeout and cannot be abandoned, so a `lock` with a timeout that expects `lock-error` is made in a child process, ended at the deadline (the worker goes on); any other timed `lock` (the runner gives every lock the scenario's timeout) is watched by a helper process that, at the deadline, reports the step's `lock-error` as the worker's result and ends the worker (SIGKILL) |
+| `add`, `load`, `store-loaded`, `compare`, `store`, `check`, `fill`, `check-fill` | through `data()` (`constData()` for a read-only attachment); checked by the worker as by the others: past the end `invalid-size`, a write through a read-only attachment `permission-denied` (Qt itself would fault), detached `not-found` |
+| `barrier`, `sleep`, `repeat`, `crash` | as everywhere |
+| refused when the file is validated | `try-lock` (Qt has none), `atomic-add` (no atomic operations on QSharedMemory memory in PySide6), `truncate`, `seal`, `touch-all`, any step the Qt worker does not implement; `file` and `memfd` resources; `lock:` other than `semaphore` (futex, robust mutex and lock file are this library's) |
+
+Qt's errors come out with the scenario spellings: `PermissionDenied` `permission-denied`, `InvalidSize`
+`invalid-size`, `KeyError` `key-error`, `AlreadyExists` `already-exists`, `NotFound` `not-found`, `LockError`
+`lock-error`, `OutOfResources` `out-of-resources`, `UnknownError` `unknown`. Where Qt returns false at once
+without setting an error (`attach` while attached, `detach` while detached; `error()` then still holds the
+previous call's error) the worker names the state: `already-exists` or `not-found`, as the library does.
+
+**Differential scenarios.** Where Qt behaves differently on purpose (README, "Differences from Qt"), a
+scenario expects Qt's behaviour from its qt workers and says so with `divergence: "..."`, at the top or on a
+worker. The report carries each as a `[[PROPERTY|divergence=...]]` line and a `divergence: ...` line in the
+testcase's `<system-out>` (worker ones prefixed `worker NAME:`), so a reader sees that Qt's behaviour was
+expected, not accepted by accident. They live in `scenarios/qt/`. A scenario that shows Qt leaving a POSIX
+segment behind says `leaks: ignore`; the runner still removes what is left under the run's own POSIX names
+(unique to the run).
+
 ## Requires, skips and strict mode
 `requires:` lists what the machine must have: `root`, `second-user` (a uid to drop to exists and the runner
 may switch to it), `sysv`, `posix`, `memfd`, `tmpfs-dev-shm` (/dev/shm is a tmpfs), `disk-tmp` (a
@@ -157,7 +196,7 @@ silently passes. The same holds for what a testcase implies (a `user:` worker ne
 resource needs `memfd`, a segment needs its backend).
 
 A testcase that this build cannot run, because a piece of it is missing (an `impl: c` worker without the C
-worker), is different: the machine could run it, the set-up is incomplete. Without strict mode it is
+worker, an `impl: qt` worker without the Qt peer), is different: the machine could run it, the set-up is incomplete. Without strict mode it is
 `<skipped>` with the reason; in **strict mode** it is an `<error type="missing-worker">` and the run exits 1.
 Strict mode is `run --strict`, on by default when the environment has `CI=true` (GitLab, GitHub Actions and
 most CI systems set it); `--no-strict` turns it off.
