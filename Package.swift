@@ -40,6 +40,14 @@ let package = Package(
             path: "CHarness/worker",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // `shm-harness bench`'s C side: the raw-system-call floors, libshmh doing the same work, and the
+        // per-thread allocation counter (it interposes malloc & co. in the executable that links it).
+        .target(
+            name: "CBench",
+            dependencies: ["CShmh"],
+            cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("pthread")]
+        ),
         .target(
             name: "SharedMemoryKit",
             dependencies: [
@@ -87,7 +95,7 @@ let package = Package(
             name: "SharedMemoryKitTests",
             dependencies: [
                 "SharedMemoryKit", "TestSupport",
-                "CShmShim",
+                "CShmShim", "CBench",
                 "shm-harness",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <string.h>
@@ -11,6 +12,23 @@
 #include <unistd.h>
 
 static const struct shmh_site lock_site = {"lock", NULL, NULL};
+
+/* The pid recorded as the holder, without a getpid() system call per lock: read once, and again in the child
+ * after fork() (pthread_atfork). A child made without glibc's fork() that does not exec records its parent's
+ * pid (the field is informational). */
+static uint32_t cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+static void pid_reset(void) { __atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED); }
+static void pid_register(void) { pthread_atfork(NULL, NULL, pid_reset); }
+
+static uint32_t holder_pid(void) {
+    uint32_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+    if (pid != 0) return pid;
+    pthread_once(&pid_once, pid_register);
+    pid = (uint32_t)getpid();
+    __atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
+    return pid;
+}
 
 static int futex_wait_until(uint32_t *word, uint32_t expected, int64_t deadline) {
     struct timespec abs, *timeout = NULL;
@@ -42,7 +60,7 @@ int shmh_futex_lock(struct shmh_lock_area *area, int64_t timeout_ns) {
             c = __atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE);
         }
     }
-    __atomic_store_n(&area->lock.futex.owner, (uint32_t)getpid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&area->lock.futex.owner, holder_pid(), __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -53,7 +71,7 @@ int shmh_futex_trylock(struct shmh_lock_area *area) {
         return shmh_fail_refuse(&site, SHMH_BUSY, EBUSY, "the futex lock is held (pid %u)",
                                 __atomic_load_n(&area->lock.futex.owner, __ATOMIC_RELAXED));
     }
-    __atomic_store_n(&area->lock.futex.owner, (uint32_t)getpid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&area->lock.futex.owner, holder_pid(), __ATOMIC_RELAXED);
     return 0;
 }
 

@@ -75,7 +75,7 @@ public struct FutexLock: @unchecked Sendable {
         guard word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else {
             throw site("try-lock").refusal(.busy, "the lock is held (by pid \(owner.load(ordering: .relaxed)))")
         }
-        owner.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
+        owner.store(UInt32(bitPattern: shm_shim_cached_pid()), ordering: .relaxed)
     }
 
     /// Releases the lock, waking one waiter if there may be any.
@@ -131,6 +131,6 @@ public struct FutexLock: @unchecked Sendable {
                 current = word.exchange(2, ordering: .acquiring)
             }
         }
-        owner.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
+        owner.store(UInt32(bitPattern: shm_shim_cached_pid()), ordering: .relaxed)
     }
 }

@@ -73,7 +73,7 @@ public final class SharedMemory {
     /// - Throws: `invalidSize` for `size <= 0` or a size the system refuses, `alreadyExists`, `keyError`,
     ///   `permissionDenied`, `outOfResources` (limits, or not enough memory to back every byte), `lockError`.
     public func create(size: Int, access: AccessMode = .readWrite) throws(SharedMemoryError) {
-        let site = CallSite(operation: "create", object: key.description)
+        let site = CallSite(operation: "create", key: key)
         try checkKey(site)
         guard segment == nil else { throw site.refusal(.alreadyExists, "this object is already attached") }
         guard size > 0 else { throw site.refusal(.invalidSize, "size \(size) is not positive") }
@@ -94,7 +94,7 @@ public final class SharedMemory {
     /// - Throws: `notFound`, `permissionDenied` (including another user's segment without
     ///   ``Options/allowForeignOwner``), `keyError`, `lockError`.
     public func attach(_ access: AccessMode = .readWrite) throws(SharedMemoryError) {
-        let site = CallSite(operation: "attach", object: key.description)
+        let site = CallSite(operation: "attach", key: key)
         try checkKey(site)
         guard segment == nil else { throw site.refusal(.alreadyExists, "this object is already attached") }
         try withSegmentLock(site) { () throws(SharedMemoryError) -> Void in
@@ -108,7 +108,7 @@ public final class SharedMemory {
     /// any more (as Qt), POSIX when this library created it and no process using this library is attached.
     /// Detaching while holding ``lock(timeout:)`` releases that lock, as in Qt.
     public func detach() throws(SharedMemoryError) {
-        let site = CallSite(operation: "detach", object: key.description)
+        let site = CallSite(operation: "detach", key: key)
         guard segment != nil else { throw site.refusal(.notFound, "this object is not attached") }
         try withSegmentLock(site) { () throws(SharedMemoryError) -> Void in
             guard let backend = self.segment else { return }
@@ -123,7 +123,7 @@ public final class SharedMemory {
     /// Locking twice through one object is a no-op, as in Qt.
     /// - Throws: `lockError` when the segment has no lock yet (neither created nor attached) or on timeout.
     public func lock(timeout: Duration? = nil) throws(SharedMemoryError) {
-        let site = CallSite(operation: "lock", object: key.description)
+        let site = CallSite(operation: "lock", key: key)
         if lockedByMe { return }
         guard let semaphore else {
             throw site.refusal(.lockError, "no lock: create or attach first")
@@ -140,7 +140,7 @@ public final class SharedMemory {
 
     /// Takes the lock if it is free; false if another holder has it.
     public func tryLock() throws(SharedMemoryError) -> Bool {
-        let site = CallSite(operation: "try-lock", object: key.description)
+        let site = CallSite(operation: "try-lock", key: key)
         if lockedByMe { return true }
         guard let semaphore else { throw site.refusal(.lockError, "no lock: create or attach first") }
         lockedByMe = try semaphore.tryAcquire()
@@ -150,7 +150,7 @@ public final class SharedMemory {
     /// Releases the lock taken with ``lock(timeout:)``.
     /// - Throws: `lockError` if this object does not hold it.
     public func unlock() throws(SharedMemoryError) {
-        let site = CallSite(operation: "unlock", object: key.description)
+        let site = CallSite(operation: "unlock", key: key)
         guard lockedByMe, let semaphore else { throw site.refusal(.lockError, "this object does not hold the lock") }
         try semaphore.release(1)
         lockedByMe = false
@@ -187,7 +187,7 @@ public final class SharedMemory {
     private func checkedRange(
         operation: String, offset: Int, count: Int, writing: Bool
     ) throws(SharedMemoryError) -> Slice<UnsafeMutableRawBufferPointer> {
-        let site = CallSite(operation: operation, object: key.description)
+        let site = CallSite(operation: operation, key: key)
         guard let segment else { throw site.refusal(.notFound, "not attached") }
         if writing && segment.access == .readOnly {
             throw site.refusal(.permissionDenied, "the segment is attached read-only")

@@ -52,7 +52,7 @@ public final class SystemSemaphore {
     ) throws(SharedMemoryError) {
         self.key = key
         self.options = options
-        let site = CallSite(operation: "open semaphore", object: key.description)
+        let site = CallSite(operation: "open semaphore", key: key)
         guard !key.nativeKey.isEmpty else { throw site.refusal(.keyError, "the key is empty") }
         guard initialValue >= 0, initialValue <= Int(Int32.max) else {
             throw site.refusal(.invalidSize, "initial value \(initialValue) is out of range")
@@ -74,7 +74,7 @@ public final class SystemSemaphore {
     /// Takes one unit: blocks while the count is 0, at most `timeout` if given.
     /// - Throws: `lockError` when the timeout passes.
     public func acquire(timeout: Duration? = nil) throws(SharedMemoryError) {
-        let site = CallSite(operation: "acquire", object: key.description)
+        let site = CallSite(operation: "acquire", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         guard try backend.acquire(deadline: timeout.map(Deadline.init(after:)), site: site) else {
             throw site.refusal(.lockError, "timed out after \(timeout!) waiting for the semaphore")
@@ -83,14 +83,14 @@ public final class SystemSemaphore {
 
     /// Takes one unit if the count is above 0; returns false otherwise.
     public func tryAcquire() throws(SharedMemoryError) -> Bool {
-        let site = CallSite(operation: "try-acquire", object: key.description)
+        let site = CallSite(operation: "try-acquire", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         return try backend.acquire(deadline: .now, site: site)
     }
 
     /// Adds `n` units (Qt's `release(n)`): 0 does nothing; a negative `n` is refused.
     public func release(_ n: Int = 1) throws(SharedMemoryError) {
-        let site = CallSite(operation: "release", object: key.description)
+        let site = CallSite(operation: "release", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         guard n >= 0, n <= Int(Int16.max) else { throw site.refusal(.invalidSize, "release count \(n) is out of range") }
         if n == 0 { return }
@@ -99,7 +99,7 @@ public final class SystemSemaphore {
 
     /// The current count (System V: `GETVAL`; POSIX: `sem_getvalue`).
     public func value() throws(SharedMemoryError) -> Int {
-        let site = CallSite(operation: "value", object: key.description)
+        let site = CallSite(operation: "value", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         return try backend.value(site: site)
     }
