@@ -102,13 +102,17 @@ int shmh_sem_sysv_open(struct shmh_sem *sem, const struct shmh_site *site);
 int shmh_sem_sysv_operate(struct shmh_sem *sem, int op, int64_t deadline, bool try_only,
                           const struct shmh_site *site);
 int shmh_sem_sysv_value(struct shmh_sem *sem, int *value, const struct shmh_site *site);
-void shmh_sem_sysv_close(struct shmh_sem *sem, bool remove_if_unused);
+/* A last check before a semaphore is removed, asked only once it could be (ours, no other library user). */
+typedef bool (*shmh_still_removable)(const void *context);
+void shmh_sem_sysv_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context);
 
 int shmh_sem_posix_open(struct shmh_sem *sem, unsigned int initial, const struct shmh_site *site);
 int shmh_sem_posix_acquire(struct shmh_sem *sem, int64_t deadline, bool try_only, const struct shmh_site *site);
 int shmh_sem_posix_release(struct shmh_sem *sem, long n, const struct shmh_site *site);
 int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_site *site);
-void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused);
+void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context);
+/* shmh_sem_close, removing the semaphore only if `check(context)` (asked last) agrees too. */
+void shmh_sem_close_if(struct shmh_sem *sem, int remove_if_unused, shmh_still_removable check, const void *context);
 
 /* --- segment backends (segment_sysv.c, segment_posix.c) --- */
 struct shmh_backend {

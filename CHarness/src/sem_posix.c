@@ -121,12 +121,12 @@ int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_sit
     return 0;
 }
 
-void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused) {
+void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context) {
     if (!sem->handle) return;
     sem_close(sem->handle);
     sem->handle = NULL;
     if (remove_if_unused && shmh_objfile_is_managed(&sem->file) && shmh_objfile_claim_for_removal(&sem->file, 0) &&
-        shmh_objfile_still_at_path(&sem->file))
+        shmh_objfile_still_at_path(&sem->file) && (!check || check(context)))
         sem_unlink(sem->key.native);
     shmh_objfile_close(&sem->file);
 }

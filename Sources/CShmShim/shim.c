@@ -268,6 +268,10 @@ int shm_shim_cached_pid(void) {
     return pid;
 }
 
+static __thread uint64_t shm_shim_scans;
+void shm_shim_count_process_scan(void) { shm_shim_scans++; }
+uint64_t shm_shim_process_scans(void) { return shm_shim_scans; }
+
 int64_t shm_shim_monotonic_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);

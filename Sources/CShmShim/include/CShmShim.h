@@ -112,6 +112,10 @@ int64_t shm_shim_monotonic_ns(void);
 // (a pthread_atfork child handler). A child made without glibc's fork() (raw clone, vfork, _Fork) that
 // does not exec sees its parent's pid.
 int shm_shim_cached_pid(void);
+// How many times the calling thread scanned the processes' maps (ProcessMaps): for the tests that prove a
+// detach does not.
+void shm_shim_count_process_scan(void);
+uint64_t shm_shim_process_scans(void);
 
 // --- robust process-shared pthread mutex (pthread calls return the error; these set errno) ---
 /// sizeof(pthread_mutex_t) and its alignment.

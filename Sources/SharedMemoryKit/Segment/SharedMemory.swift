@@ -54,7 +54,7 @@ public final class SharedMemory {
 
     deinit {
         if segment != nil { try? detach() }
-        if semaphore != nil { closeSemaphore(removeIfUnused: !makeBackend().isAttachedByAnyProcess()) }
+        if semaphore != nil { closeSemaphore(removeIfUnused: true, onlyIfSegmentGone: true) }
     }
 
     /// Whether this object is attached.
@@ -206,10 +206,14 @@ public final class SharedMemory {
     }
 
     private func makeBackend() -> any SegmentBackend {
+        Self.backend(for: key, allowForeignOwner: options.allowForeignOwner)
+    }
+
+    private static func backend(for key: NativeIPCKey, allowForeignOwner: Bool) -> any SegmentBackend {
         if key.type.isSystemV {
-            return SystemVSegment(key: key, allowForeignOwner: options.allowForeignOwner)
+            return SystemVSegment(key: key, allowForeignOwner: allowForeignOwner)
         }
-        return POSIXSegment(key: key, allowForeignOwner: options.allowForeignOwner)
+        return POSIXSegment(key: key, allowForeignOwner: allowForeignOwner)
     }
 
     /// Opens the lock semaphore if needed, runs `body` under the lock, releases it, and closes the semaphore
@@ -241,22 +245,32 @@ public final class SharedMemory {
         } catch {
             failure = error
         }
-        // The lock semaphore goes with the segment: only when no process (of any kind: Qt's count too) is
-        // attached to a segment under this key, checked while still locked, may it be removed, and then only
-        // if no other process using this library has it open. A segment nobody is attached to (Qt's leaked
-        // POSIX segments, a crashed creator's System V one) does not keep it.
-        let segmentGone = segment == nil && !makeBackend().isAttachedByAnyProcess()
         // Qt releases the caller's own lock too when detaching while locked; keep its lock otherwise.
         if !alreadyLocked || segment == nil {
             try? semaphore.release(1)
             lockedByMe = false
         }
-        if segment == nil { closeSemaphore(removeIfUnused: segmentGone) }
+        // The lock semaphore goes with the segment: only if no other process using this library has it open,
+        // and then only when no process (of any kind: Qt's count too) is attached to a segment under this key.
+        // The second question is asked last, and only when the semaphore could go: it is the costly one
+        // (POSIX has no attach count). A segment nobody is attached to (Qt's leaked POSIX segments, a crashed
+        // creator's System V one) does not keep it.
+        if segment == nil { closeSemaphore(removeIfUnused: true, onlyIfSegmentGone: true) }
         if let failure { throw failure }
     }
 
-    private func closeSemaphore(removeIfUnused: Bool = true) {
-        semaphore?.close(removeIfUnused: removeIfUnused)
+    /// Closes the lock semaphore; with `onlyIfSegmentGone`, it is removed only if, once it could be (ours, no
+    /// other library user), no process is attached to a segment under the key.
+    private func closeSemaphore(removeIfUnused: Bool = true, onlyIfSegmentGone: Bool = false) {
+        if onlyIfSegmentGone {
+            let key = self.key
+            let allowForeignOwner = options.allowForeignOwner
+            semaphore?.close(removeIfUnused: removeIfUnused) {
+                !SharedMemory.backend(for: key, allowForeignOwner: allowForeignOwner).isAttachedByAnyProcess()
+            }
+        } else {
+            semaphore?.close(removeIfUnused: removeIfUnused)
+        }
         semaphore = nil
     }
 }

@@ -117,14 +117,14 @@ final class POSIXSemaphore: SemaphoreBackend {
         return Int(value)
     }
 
-    func close(removeIfUnused: Bool) {
+    func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool) {
         guard let handle else { return }
         sem_close(handle)
         self.handle = nil
-        if removeIfUnused && file.mayRemoveManagedObject() {
+        if removeIfUnused && file.mayRemoveManagedObject() && stillRemovable() {
             sem_unlink(name)
         }
     }
 
-    deinit { close(removeIfUnused: false) }
+    deinit { close(removeIfUnused: false) { false } }
 }

@@ -124,9 +124,9 @@ final class SystemVSemaphore: SemaphoreBackend {
         }
     }
 
-    func close(removeIfUnused: Bool) {
+    func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool) {
         guard semid >= 0 else { return }
-        if removeIfUnused && managed && keyFile.claimForRemoval(slot: key.type.projectID!) {
+        if removeIfUnused && managed && keyFile.claimForRemoval(slot: key.type.projectID!) && stillRemovable() {
             _ = shm_shim_semctl_rmid(semid)
             // The key file may anchor sets of other ftok ids too: it goes only when none is in use.
             if keyFile.claimForRemoval(slot: nil) { keyFile.unlinkIfStillAtPath() }
@@ -134,5 +134,5 @@ final class SystemVSemaphore: SemaphoreBackend {
         semid = -1
     }
 
-    deinit { close(removeIfUnused: false) }
+    deinit { close(removeIfUnused: false) { false } }
 }

@@ -107,7 +107,13 @@ public final class SystemSemaphore {
     /// Closes the handle. The semaphore itself is removed only if this library created it and no other process
     /// using this library still has it open (`removeIfUnused: false` keeps it in any case).
     public func close(removeIfUnused: Bool = true) {
-        backend?.close(removeIfUnused: removeIfUnused)
+        close(removeIfUnused: removeIfUnused) { true }
+    }
+
+    /// `close(removeIfUnused:)`, asking `stillRemovable` last, only once the semaphore could be removed (this
+    /// library made it and no other process using the library has it open): for a costly last check.
+    func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool) {
+        backend?.close(removeIfUnused: removeIfUnused, stillRemovable)
         backend = nil
     }
 }
@@ -119,7 +125,9 @@ protocol SemaphoreBackend: AnyObject {
     func acquire(deadline: Deadline?, site: CallSite) throws(SharedMemoryError) -> Bool
     func release(_ n: Int, site: CallSite) throws(SharedMemoryError)
     func value(site: CallSite) throws(SharedMemoryError) -> Int
-    func close(removeIfUnused: Bool)
+    /// Removes the semaphore if `removeIfUnused`, this library made it, no other library user records a use,
+    /// and then `stillRemovable()` (asked last) agrees.
+    func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool)
 }
 
 /// A point on the monotonic clock, for waits that EINTR may interrupt.
