@@ -37,7 +37,11 @@ public final class SharedMemory {
     public let key: NativeIPCKey
     public let options: Options
 
-    private var semaphore: SystemSemaphore?
+    private var semaphore: SystemSemaphore? {
+        didSet { lockFastPath = semaphore?.fastPath ?? .none }
+    }
+    /// The lock's bare calls (see ``SemaphoreFastPath``): an untimed lock and an unlock cost what C's cost.
+    private var lockFastPath = SemaphoreFastPath.none
     private var segment: (any SegmentBackend)?
     private var lockedByMe = false
 
@@ -123,6 +127,11 @@ public final class SharedMemory {
     /// Locking twice through one object is a no-op, as in Qt.
     /// - Throws: `lockError` when the segment has no lock yet (neither created nor attached) or on timeout.
     public func lock(timeout: Duration? = nil) throws(SharedMemoryError) {
+        if timeout == nil && !lockedByMe && lockFastPath.acquire() {
+            lockedByMe = true
+            return
+        }
+        defer { lockFastPath = semaphore?.fastPath ?? .none }
         let site = CallSite(operation: "lock", key: key)
         if lockedByMe { return }
         guard let semaphore else {
@@ -150,6 +159,11 @@ public final class SharedMemory {
     /// Releases the lock taken with ``lock(timeout:)``.
     /// - Throws: `lockError` if this object does not hold it.
     public func unlock() throws(SharedMemoryError) {
+        if lockedByMe && lockFastPath.release() {
+            lockedByMe = false
+            return
+        }
+        defer { lockFastPath = semaphore?.fastPath ?? .none }
         let site = CallSite(operation: "unlock", key: key)
         guard lockedByMe, let semaphore else { throw site.refusal(.lockError, "this object does not hold the lock") }
         try semaphore.release(1)

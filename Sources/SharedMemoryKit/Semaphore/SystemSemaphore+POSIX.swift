@@ -86,6 +86,8 @@ final class POSIXSemaphore: SemaphoreBackend {
         }
     }
 
+    var fastPath: SemaphoreFastPath { handle.map { .posix($0) } ?? .none }
+
     func acquire(deadline: Deadline?, site: CallSite) throws(SharedMemoryError) -> Bool {
         guard let handle else { throw site.refusal(.keyError, "the semaphore is closed") }
         while true {

@@ -82,6 +82,8 @@ final class SystemVSemaphore: SemaphoreBackend {
         }
     }
 
+    var fastPath: SemaphoreFastPath { semid >= 0 ? .systemV(semid) : .none }
+
     func acquire(deadline: Deadline?, site: CallSite) throws(SharedMemoryError) -> Bool {
         try operate(-1, deadline: deadline, site: site)
     }

@@ -41,7 +41,12 @@ public final class SystemSemaphore {
     /// Whether this object created the semaphore (its initial value was applied).
     public var createdSemaphore: Bool { backend?.created ?? false }
 
-    private var backend: (any SemaphoreBackend)?
+    private var backend: (any SemaphoreBackend)? {
+        didSet { fastPath = backend?.fastPath ?? .none }
+    }
+    /// The untimed acquire and the release of one unit, as the bare C calls (no reference counting, no error
+    /// context): what C does. Any failure goes the full way, which retries, reopens or reports.
+    private(set) var fastPath = SemaphoreFastPath.none
     private let options: Options
 
     /// Opens or creates the semaphore now, as Qt's constructor does.
@@ -74,6 +79,8 @@ public final class SystemSemaphore {
     /// Takes one unit: blocks while the count is 0, at most `timeout` if given.
     /// - Throws: `lockError` when the timeout passes.
     public func acquire(timeout: Duration? = nil) throws(SharedMemoryError) {
+        if timeout == nil && fastPath.acquire() { return }
+        defer { fastPath = backend?.fastPath ?? .none }  // a System V set may have been reopened
         let site = CallSite(operation: "acquire", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         guard try backend.acquire(deadline: timeout.map(Deadline.init(after:)), site: site) else {
@@ -90,6 +97,8 @@ public final class SystemSemaphore {
 
     /// Adds `n` units (Qt's `release(n)`): 0 does nothing; a negative `n` is refused.
     public func release(_ n: Int = 1) throws(SharedMemoryError) {
+        if n == 1 && fastPath.release() { return }
+        defer { fastPath = backend?.fastPath ?? .none }
         let site = CallSite(operation: "release", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         guard n >= 0, n <= Int(Int16.max) else { throw site.refusal(.invalidSize, "release count \(n) is out of range") }
@@ -118,9 +127,38 @@ public final class SystemSemaphore {
     }
 }
 
+/// The bare calls behind an untimed acquire and a release of one unit. Each returns false on any failure
+/// (including EINTR), after which the caller takes the full path: it redoes the operation, which the failed
+/// call did not perform.
+enum SemaphoreFastPath {
+    case none
+    case posix(UnsafeMutablePointer<sem_t>)
+    case systemV(Int32)
+
+    @inline(__always)
+    func acquire() -> Bool {
+        switch self {
+        case .none: false
+        case .posix(let handle): sem_wait(handle) == 0
+        case .systemV(let semid): shm_shim_semop(semid, 0, -1, Int16(SHM_SHIM_SEM_UNDO), -1) == 0
+        }
+    }
+
+    @inline(__always)
+    func release() -> Bool {
+        switch self {
+        case .none: false
+        case .posix(let handle): sem_post(handle) == 0
+        case .systemV(let semid): shm_shim_semop(semid, 0, 1, Int16(SHM_SHIM_SEM_UNDO), -1) == 0
+        }
+    }
+}
+
 /// One backend of ``SystemSemaphore``.
 protocol SemaphoreBackend: AnyObject {
     var created: Bool { get }
+    /// The fast path for the object as it is now (`.none` once closed).
+    var fastPath: SemaphoreFastPath { get }
     /// Returns false when the deadline passed (a try-acquire passes `.now`).
     func acquire(deadline: Deadline?, site: CallSite) throws(SharedMemoryError) -> Bool
     func release(_ n: Int, site: CallSite) throws(SharedMemoryError)
