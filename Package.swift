@@ -79,7 +79,8 @@ let package = Package(
         .executableTarget(
             name: "shm-harness",
             dependencies: [
-                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit", "shmh-worker",
+                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit", "shmh-worker", "CBench",
+                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

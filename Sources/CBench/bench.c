@@ -327,3 +327,12 @@ int64_t cbench_sem_pingpong(void *mine, void *other, int side, long rounds) {
     }
     return cbench_now_ns() - start;
 }
+
+void *cbench_sem_open(const char *name) {
+    sem_t *sem = sem_open(name, 0);
+    return sem == SEM_FAILED ? NULL : sem;
+}
+
+void cbench_sem_close(void *sem) { sem_close(sem); }
+
+int cbench_shm_create(const char *name) { return shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600); }

@@ -6,7 +6,6 @@
 
 #include <stdint.h>
 #include <stddef.h>
-#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +53,11 @@ int64_t cbench_counter(int kind, int semid, void *sem, void *lock, uint64_t *cou
 int64_t cbench_pingpong(uint32_t *word, int side, int blocking, long rounds);
 /* Ping-pong over two POSIX semaphores: side 0 posts `other` then waits on `mine`; side 1 the reverse. */
 int64_t cbench_sem_pingpong(void *mine, void *other, int side, long rounds);
+/* sem_open(name, 0) of an existing semaphore (NULL with errno), and sem_close. */
+void *cbench_sem_open(const char *name);
+void cbench_sem_close(void *sem);
+/* shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600): a descriptor or -1. */
+int cbench_shm_create(const char *name);
 /* A process-shared robust mutex at `mutex` (initialised), for the floor. */
 int cbench_robust_mutex_init(void *mutex);
 size_t cbench_mutex_size(void);
