@@ -48,9 +48,15 @@ final class ObjectFile {
     ) throws(SharedMemoryError) -> ObjectFile {
         if create {
             do throws(SharedMemoryError) {
-                return try createExclusive(path, mode: 0o640, site: site)
+                // A bare call site: EEXIST is the common case here, and an error naming the key would render the
+                // key (costlier than the open) only to be dropped.
+                return try createExclusive(path, mode: 0o640, site: CallSite(operation: site.operation))
             } catch where error.underlyingError == .fileExists {
                 // Qt's createUnixKeyFile: an existing file is used as it is (checked below).
+            } catch {
+                throw SharedMemoryError(
+                    error.code, operation: error.operation, call: error.call, underlyingError: error.underlyingError,
+                    object: site.object, detail: error.detail)
             }
         }
         return try openExisting(path, allowForeignOwner: allowForeignOwner, site: site)

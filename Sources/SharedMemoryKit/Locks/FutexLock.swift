@@ -119,7 +119,7 @@ public struct FutexLock: @unchecked Sendable {
     /// locked instruction would make it wait for the store buffer, so a process that re-locks writes nothing.
     @inline(__always)
     private func recordHolder() {
-        let pid = UInt32(bitPattern: shm_shim_cached_pid())
+        let pid = UInt32(bitPattern: shm_shim_pid())
         if owner.load(ordering: .relaxed) != pid { owner.store(pid, ordering: .relaxed) }
     }
 
