@@ -40,6 +40,14 @@ let package = Package(
             path: "CHarness/worker",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // `shm-harness bench`'s C side: the raw-system-call floors, libshmh doing the same work, and the
+        // per-thread allocation counter (it interposes malloc & co. in the executable that links it).
+        .target(
+            name: "CBench",
+            dependencies: ["CShmh"],
+            cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("pthread")]
+        ),
         .target(
             name: "SharedMemoryKit",
             dependencies: [
@@ -71,7 +79,8 @@ let package = Package(
         .executableTarget(
             name: "shm-harness",
             dependencies: [
-                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit", "shmh-worker",
+                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit", "shmh-worker", "CBench",
+                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -94,7 +103,7 @@ let package = Package(
             name: "SharedMemoryKitTests",
             dependencies: [
                 "SharedMemoryKit", "TestSupport",
-                "CShmShim",
+                "CShmShim", "CBench",
                 "shm-harness", "readme-library",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

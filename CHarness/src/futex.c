@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <string.h>
@@ -11,6 +12,33 @@
 #include <unistd.h>
 
 static const struct shmh_site lock_site = {"lock", NULL, NULL};
+
+/* The pid recorded as the holder, without a getpid() system call per lock: read once, and again in the child
+ * after fork() (pthread_atfork). A child made without glibc's fork() that does not exec records its parent's
+ * pid (the field is informational). */
+static uint32_t cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+static void pid_reset(void) { __atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED); }
+static void pid_register(void) { pthread_atfork(NULL, NULL, pid_reset); }
+
+static uint32_t holder_pid(void);
+
+/* The owner field names the last taker; written only when it differs (a store before the next locked
+ * instruction would wait for the store buffer: a process re-locking writes nothing). */
+static void record_holder(struct shmh_lock_area *area) {
+    uint32_t pid = holder_pid();
+    if (__atomic_load_n(&area->lock.futex.owner, __ATOMIC_RELAXED) != pid)
+        __atomic_store_n(&area->lock.futex.owner, pid, __ATOMIC_RELAXED);
+}
+
+static uint32_t holder_pid(void) {
+    uint32_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+    if (pid != 0) return pid;
+    pthread_once(&pid_once, pid_register);
+    pid = (uint32_t)getpid();
+    __atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
+    return pid;
+}
 
 static int futex_wait_until(uint32_t *word, uint32_t expected, int64_t deadline) {
     struct timespec abs, *timeout = NULL;
@@ -42,7 +70,7 @@ int shmh_futex_lock(struct shmh_lock_area *area, int64_t timeout_ns) {
             c = __atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE);
         }
     }
-    __atomic_store_n(&area->lock.futex.owner, (uint32_t)getpid(), __ATOMIC_RELAXED);
+    record_holder(area);
     return 0;
 }
 
@@ -53,7 +81,7 @@ int shmh_futex_trylock(struct shmh_lock_area *area) {
         return shmh_fail_refuse(&site, SHMH_BUSY, EBUSY, "the futex lock is held (pid %u)",
                                 __atomic_load_n(&area->lock.futex.owner, __ATOMIC_RELAXED));
     }
-    __atomic_store_n(&area->lock.futex.owner, (uint32_t)getpid(), __ATOMIC_RELAXED);
+    record_holder(area);
     return 0;
 }
 
@@ -63,7 +91,6 @@ int shmh_futex_unlock(struct shmh_lock_area *area) {
         const struct shmh_site site = {"unlock", NULL, NULL};
         return shmh_fail_refuse(&site, SHMH_LOCK_ERROR, EPERM, "the futex lock is not held");
     }
-    __atomic_store_n(&area->lock.futex.owner, 0, __ATOMIC_RELAXED);
     if (__atomic_fetch_sub(word, 1, __ATOMIC_RELEASE) != 1) {
         __atomic_store_n(word, 0, __ATOMIC_RELEASE);
         futex_wake(word, 1);

@@ -119,18 +119,24 @@ int shmh_sem_sysv_open(struct shmh_sem *sem, const struct shmh_site *site);
 int shmh_sem_sysv_operate(struct shmh_sem *sem, int op, int64_t deadline, bool try_only,
                           const struct shmh_site *site);
 int shmh_sem_sysv_value(struct shmh_sem *sem, int *value, const struct shmh_site *site);
-void shmh_sem_sysv_close(struct shmh_sem *sem, bool remove_if_unused);
+/* A last check before a semaphore is removed, asked only once it could be (ours, no other library user). */
+typedef bool (*shmh_still_removable)(const void *context);
+void shmh_sem_sysv_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context);
 
 int shmh_sem_posix_open(struct shmh_sem *sem, unsigned int initial, const struct shmh_site *site);
 int shmh_sem_posix_acquire(struct shmh_sem *sem, int64_t deadline, bool try_only, const struct shmh_site *site);
 int shmh_sem_posix_release(struct shmh_sem *sem, long n, const struct shmh_site *site);
 int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_site *site);
-void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused);
+void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context);
+/* shmh_sem_close, removing the semaphore only if `check(context)` (asked last) agrees too. */
+void shmh_sem_close_if(struct shmh_sem *sem, int remove_if_unused, shmh_still_removable check, const void *context);
 /* No process but this one can hold a unit: no other open file description records a use of the semaphore's
  * file and no other process maps it (see acquire_for_operation in segment.c). */
 bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem);
-/* Whether a process other than `except` maps a file on /dev/shm with this inode (/proc/PID/maps). */
-bool shmh_any_process_maps(unsigned long long inode, pid_t except);
+/* Whether a process other than `except` (0: none excepted) maps a file on /dev/shm with this inode
+ * (/proc/PID/maps). With owner_only, only processes whose /proc/PID belongs to `owner` or root are read (only
+ * they can have opened a 0600 file of that owner); others cost one fstatat each. */
+bool shmh_any_process_maps(unsigned long long inode, pid_t except, bool owner_only, uid_t owner);
 
 /* --- segment backends (segment_sysv.c, segment_posix.c) --- */
 struct shmh_backend {

@@ -82,6 +82,15 @@ static void close_semaphore(struct shmh_segment *seg, bool remove_if_unused) {
     seg->semaphore = NULL;
 }
 
+static bool segment_gone(const void *key) { return !shmh_backend_attached_by_any_process(key); }
+
+/* Closes the lock semaphore, removing it only if no other library user has it open and then (asked last, it
+ * is the costly question: POSIX has no attach count) no process at all is attached to a segment under the key. */
+static void close_semaphore_if_segment_gone(struct shmh_segment *seg) {
+    shmh_sem_close_if(seg->semaphore, true, segment_gone, &seg->key);
+    seg->semaphore = NULL;
+}
+
 enum body { BODY_CREATE, BODY_ATTACH, BODY_DETACH };
 
 /* The lock for create, attach and detach, waiting at most the operation timeout. A POSIX semaphore has no
@@ -179,9 +188,6 @@ static int with_segment_lock(struct shmh_segment *seg, const struct shmh_site *s
     int err = errno;
     struct shmh_failure saved;
     shmh_fail_save(&saved);
-    /* The lock semaphore goes with the segment: only when no process (Qt's included) is attached to a segment
-     * under this key, checked while still locked, and only if no other process using this library has it open. */
-    bool segment_gone = !seg->attached && !shmh_backend_attached_by_any_process(&seg->key);
     /* Qt releases the caller's own lock too when detaching while locked; keep its lock otherwise. */
     if (!already_locked || !seg->attached) {
         /* Done with the semaphore (detached): drop our usage record on a POSIX one *before* the post. The next
@@ -192,7 +198,9 @@ static int with_segment_lock(struct shmh_segment *seg, const struct shmh_site *s
         shmh_sem_release(seg->semaphore, 1);
         seg->locked_by_me = false;
     }
-    if (!seg->attached) close_semaphore(seg, segment_gone);
+    /* The lock semaphore goes with the segment: only if no other process using this library has it open, and
+     * then only when no process (Qt's included) is attached to a segment under this key. */
+    if (!seg->attached) close_semaphore_if_segment_gone(seg);
     shmh_fail_restore(&saved);
     errno = err;
     return rc;
@@ -268,7 +276,7 @@ void shmh_segment_free(struct shmh_segment *seg) {
     struct shmh_failure saved;
     shmh_fail_save(&saved);
     if (seg->attached) shmh_segment_detach(seg);
-    if (seg->semaphore) close_semaphore(seg, !shmh_backend_attached_by_any_process(&seg->key));
+    if (seg->semaphore) close_semaphore_if_segment_gone(seg);
     shmh_backend_release(&seg->backend);
     shmh_key_free(&seg->key);
     free(seg);

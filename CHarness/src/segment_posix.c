@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int segment_path(const struct shmh_key *key, char *path, size_t len, const struct shmh_site *site) {
@@ -108,8 +109,9 @@ bool shmh_posix_segment_destroy_if_unused(struct shmh_backend *b) {
 }
 
 /* Whether a process other than `except` maps a file on /dev/shm with this inode (/proc/PID/maps: the fifth
- * field is the inode). */
-bool shmh_any_process_maps(unsigned long long inode, pid_t except) {
+ * field is the inode). With owner_only, only processes whose /proc/PID belongs to `owner` or root are read
+ * (only they can have opened a 0600 file of that owner); others cost one fstatat each. */
+bool shmh_any_process_maps(unsigned long long inode, pid_t except, bool owner_only, uid_t owner) {
     DIR *proc = opendir("/proc");
     if (!proc) return false;
     bool found = false;
@@ -119,6 +121,11 @@ bool shmh_any_process_maps(unsigned long long inode, pid_t except) {
     while (!found && (entry = readdir(proc))) {
         if (!isdigit((unsigned char)entry->d_name[0])) continue;
         if (except > 0 && strtol(entry->d_name, NULL, 10) == (long)except) continue;
+        if (owner_only) {
+            struct stat st;
+            if (fstatat(dirfd(proc), entry->d_name, &st, 0) == -1) continue;
+            if (st.st_uid != owner && st.st_uid != 0) continue;
+        }
         char maps[300];
         snprintf(maps, sizeof maps, "/proc/%s/maps", entry->d_name);
         FILE *f = fopen(maps, "re");
@@ -144,5 +151,5 @@ bool shmh_posix_segment_attached_by_any_process(const struct shmh_key *key) {
     snprintf(path, sizeof path, "/dev/shm/%s", bare);
     struct stat st;
     if (lstat(path, &st) == -1 || !S_ISREG(st.st_mode)) return false;
-    return shmh_any_process_maps((unsigned long long)st.st_ino, 0);
+    return shmh_any_process_maps((unsigned long long)st.st_ino, 0, (st.st_mode & 077) == 0, st.st_uid);
 }

@@ -83,11 +83,13 @@ int shmh_sem_value(struct shmh_sem *sem, int *value) {
 
 int shmh_sem_created(const struct shmh_sem *sem) { return sem->created; }
 
-void shmh_sem_close(struct shmh_sem *sem, int remove_if_unused) {
+void shmh_sem_close(struct shmh_sem *sem, int remove_if_unused) { shmh_sem_close_if(sem, remove_if_unused, NULL, NULL); }
+
+void shmh_sem_close_if(struct shmh_sem *sem, int remove_if_unused, shmh_still_removable check, const void *context) {
     if (!sem) return;
     int err = errno;
-    if (sem->systemv) shmh_sem_sysv_close(sem, remove_if_unused);
-    else shmh_sem_posix_close(sem, remove_if_unused);
+    if (sem->systemv) shmh_sem_sysv_close(sem, remove_if_unused, check, context);
+    else shmh_sem_posix_close(sem, remove_if_unused, check, context);
     shmh_key_free(&sem->key);
     free(sem);
     errno = err;

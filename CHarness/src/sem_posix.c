@@ -125,15 +125,16 @@ int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_sit
 bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem) {
     if (!sem->handle || !shmh_objfile_still_at_path(&sem->file)) return false;
     if (shmh_ofd_conflicts(sem->file.fd, 1, SHMH_USAGE_BASE, 1) != 0) return false;
-    return !shmh_any_process_maps((unsigned long long)sem->file.st.st_ino, getpid());
+    const struct stat *st = &sem->file.st;
+    return !shmh_any_process_maps((unsigned long long)st->st_ino, getpid(), (st->st_mode & 077) == 0, st->st_uid);
 }
 
-void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused) {
+void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context) {
     if (!sem->handle) return;
     sem_close(sem->handle);
     sem->handle = NULL;
     if (remove_if_unused && shmh_objfile_provably_ours(&sem->file) && shmh_objfile_claim_for_removal(&sem->file, 0) &&
-        shmh_objfile_still_at_path(&sem->file))
+        shmh_objfile_still_at_path(&sem->file) && (!check || check(context)))
         sem_unlink(sem->key.native);
     shmh_objfile_close(&sem->file);
 }

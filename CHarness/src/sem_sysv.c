@@ -127,9 +127,9 @@ int shmh_sem_sysv_value(struct shmh_sem *sem, int *value, const struct shmh_site
     return 0;
 }
 
-void shmh_sem_sysv_close(struct shmh_sem *sem, bool remove_if_unused) {
+void shmh_sem_sysv_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context) {
     if (sem->semid >= 0 && remove_if_unused && sem->managed &&
-        shmh_objfile_claim_for_removal(&sem->file, sem->key.type)) {
+        shmh_objfile_claim_for_removal(&sem->file, sem->key.type) && (!check || check(context))) {
         semctl(sem->semid, 0, IPC_RMID);
         /* The key file may anchor sets of other ftok ids too: it goes only when none is in use. */
         if (shmh_objfile_may_remove_key_file(&sem->file)) shmh_objfile_unlink_if_still_at_path(&sem->file);

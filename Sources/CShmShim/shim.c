@@ -254,6 +254,24 @@ int shm_shim_futex_wake(uint32_t *word, int count) {
     return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }
 
+int shm_shim_pid_cache; // 0: not read yet (or reset in a fork child)
+static pthread_once_t shm_shim_pid_once = PTHREAD_ONCE_INIT;
+static void shm_shim_pid_reset(void) { __atomic_store_n(&shm_shim_pid_cache, 0, __ATOMIC_RELAXED); }
+static void shm_shim_pid_register(void) { pthread_atfork(NULL, NULL, shm_shim_pid_reset); }
+
+int shm_shim_cached_pid(void) {
+    int pid = __atomic_load_n(&shm_shim_pid_cache, __ATOMIC_RELAXED);
+    if (pid != 0) return pid;
+    pthread_once(&shm_shim_pid_once, shm_shim_pid_register);
+    pid = (int)getpid();
+    __atomic_store_n(&shm_shim_pid_cache, pid, __ATOMIC_RELAXED);
+    return pid;
+}
+
+static __thread uint64_t shm_shim_scans;
+void shm_shim_count_process_scan(void) { shm_shim_scans++; }
+uint64_t shm_shim_process_scans(void) { return shm_shim_scans; }
+
 int64_t shm_shim_monotonic_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);

@@ -16,7 +16,7 @@ struct ShmHarness: ParsableCommand {
         subcommands: [
             RunCommand.self, ValidateCommand.self, ListCommand.self, KeyCommand.self, CreateCommand.self,
             DumpCommand.self, WriteCommand.self, WorkerCommand.self, RunOneCommand.self, LsCommand.self, CleanCommand.self, DebugCommand.self, FileDebugCommand.self,
-            ScenariosCommand.self, ReportCommand.self,
+            ScenariosCommand.self, ReportCommand.self, BenchCommand.self, BenchWorkerCommand.self,
         ]
     )
 

@@ -108,6 +108,20 @@ int shm_shim_futex_wait(uint32_t *word, uint32_t expected, int64_t deadline_ns);
 int shm_shim_futex_wake(uint32_t *word, int count);
 /// CLOCK_MONOTONIC now, in nanoseconds.
 int64_t shm_shim_monotonic_ns(void);
+// This process's pid without a system call on every use: read once, and again in the child after fork()
+// (a pthread_atfork child handler). A child made without glibc's fork() (raw clone, vfork, _Fork) that
+// does not exec sees its parent's pid.
+int shm_shim_cached_pid(void);
+extern int shm_shim_pid_cache;
+// The same, inline: one load when the pid is known.
+static inline int shm_shim_pid(void) {
+    int pid = __atomic_load_n(&shm_shim_pid_cache, __ATOMIC_RELAXED);
+    return pid != 0 ? pid : shm_shim_cached_pid();
+}
+// How many times the calling thread scanned the processes' maps (ProcessMaps): for the tests that prove a
+// detach does not.
+void shm_shim_count_process_scan(void);
+uint64_t shm_shim_process_scans(void);
 
 // --- robust process-shared pthread mutex (pthread calls return the error; these set errno) ---
 /// sizeof(pthread_mutex_t) and its alignment.

@@ -49,10 +49,16 @@ final class ObjectFile {
         if create {
             let made: ObjectFile?
             do throws(SharedMemoryError) {
-                made = try createExclusive(path, mode: 0o640, site: site)
+                // A bare call site: EEXIST is the common case here, and an error naming the key would render the
+                // key (costlier than the open) only to be dropped.
+                made = try createExclusive(path, mode: 0o640, site: CallSite(operation: site.operation))
             } catch where error.underlyingError == .fileExists {
                 // Qt's createUnixKeyFile: an existing file is used as it is (checked below).
                 made = nil
+            } catch {
+                throw SharedMemoryError(
+                    error.code, operation: error.operation, call: error.call, underlyingError: error.underlyingError,
+                    object: site.object, detail: error.detail)
             }
             if let made {
                 // The mark proves later (to any process using the library) that this library made the file,

@@ -1,3 +1,4 @@
+import CShmShim
 import SystemPackage
 
 #if canImport(Glibc)
@@ -11,21 +12,39 @@ import Glibc
 /// Only processes whose maps this process may read are seen: those of the same user, or all of them as root.
 enum ProcessMaps {
     /// Whether a process (other than `excluded`) maps a file on /dev/shm with this inode.
-    static func anyProcessMaps(inode: UInt64, excluding excluded: pid_t? = nil) -> Bool {
+    ///
+    /// With `ownerUID`, only processes that could have opened a 0600 file of that owner are read: those whose
+    /// `/proc/PID` belongs to that uid or to root (a process's effective uid; a process that is not dumpable
+    /// shows as root and is read too). Other users' processes cost one `stat` each, their maps are never read.
+    /// A process that mapped the file and then changed every one of its user ids is not seen.
+    static func anyProcessMaps(inode: UInt64, excluding excluded: pid_t? = nil, ownerUID: uid_t? = nil) -> Bool {
+        shm_shim_count_process_scan()
         guard let proc = opendir("/proc") else { return false }
         defer { closedir(proc) }
+        let procFD = dirfd(proc)
         let needle = " \(inode) "
+        let inodeText = Substring(String(inode))
         while let entry = readdir(proc) {
+            let isNumber = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                raw.first.map { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } ?? false
+            }
+            guard isNumber else { continue }
+            if let ownerUID {
+                var status = stat()
+                let found = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    fstatat(procFD, raw.baseAddress!.assumingMemoryBound(to: CChar.self), &status, 0) == 0
+                }
+                guard found, status.st_uid == ownerUID || status.st_uid == 0 else { continue }
+            }
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            guard let first = name.utf8.first, first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9") else { continue }
             if let excluded, name == String(excluded) { continue }
             guard let text = readSmallFile("/proc/\(name)/maps") else { continue }
             for line in text.split(separator: "\n") where line.contains(needle) && line.contains("/dev/shm/") {
                 // "start-end perms offset dev inode path": the fifth field is the inode.
                 let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-                if fields.count >= 5 && fields[4] == Substring(String(inode)) { return true }
+                if fields.count >= 5 && fields[4] == inodeText { return true }
             }
         }
         return false

@@ -23,8 +23,8 @@ import Glibc
 ///     try same.lock(); defer { try? same.unlock() }
 public struct FutexLock: @unchecked Sendable {
     private let area: UnsafeMutableRawPointer
-    private let word: UnsafeAtomic<UInt32>
-    private let owner: UnsafeAtomic<UInt32>
+    @usableFromInline let word: UnsafeAtomic<UInt32>
+    @usableFromInline let owner: UnsafeAtomic<UInt32>
 
     private init(area: UnsafeMutableRawPointer) {
         self.area = area
@@ -57,7 +57,13 @@ public struct FutexLock: @unchecked Sendable {
     /// Waits for the lock without a time limit.
     ///
     /// The corresponding C function is `futex(FUTEX_WAIT_BITSET)`, only when the lock is taken.
+    @inlinable
     public func lock() throws(SharedMemoryError) {
+        // The uncontended case inline (in the caller too); waiting (and any error context) out of line.
+        if word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+            recordHolder()
+            return
+        }
         try acquire(deadline: -1, timeout: nil)
     }
 
@@ -75,7 +81,7 @@ public struct FutexLock: @unchecked Sendable {
         guard word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else {
             throw site("try-lock").refusal(.busy, "the lock is held (by pid \(owner.load(ordering: .relaxed)))")
         }
-        owner.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
+        recordHolder()
     }
 
     /// Releases the lock, waking one waiter if there may be any.
@@ -83,24 +89,40 @@ public struct FutexLock: @unchecked Sendable {
     /// - Throws: `lockError` when the lock is not taken.
     ///
     /// The corresponding C function is `futex(FUTEX_WAKE)`, only when somebody may be waiting.
+    @inlinable
     public func unlock() throws(SharedMemoryError) {
-        guard word.load(ordering: .relaxed) != 0 else { throw site("unlock").refusal(.lockError, "the lock is not held") }
-        owner.store(0, ordering: .relaxed)
-        if word.loadThenWrappingDecrement(ordering: .releasing) != 1 {
-            word.store(0, ordering: .releasing)
-            let pointer = wordPointer
-            _ = try site("unlock").check("futex(FUTEX_WAKE)") { shm_shim_futex_wake(pointer, 1) }
-        }
+        guard word.load(ordering: .relaxed) != 0 else { throw notHeld() }
+        if word.loadThenWrappingDecrement(ordering: .releasing) != 1 { try wake() }
+    }
+
+    @inline(never) @usableFromInline
+    func notHeld() -> SharedMemoryError { site("unlock").refusal(.lockError, "the lock is not held") }
+
+    /// The contended unlock: free the word and wake one waiter.
+    @inline(never) @usableFromInline
+    func wake() throws(SharedMemoryError) {
+        word.store(0, ordering: .releasing)
+        let pointer = wordPointer
+        _ = try site("unlock").check("futex(FUTEX_WAKE)") { shm_shim_futex_wake(pointer, 1) }
     }
 
     /// Whether the lock is taken now (a snapshot).
     public var isLocked: Bool { word.load(ordering: .relaxed) != 0 }
 
-    /// The pid the holder recorded, if the lock is taken (informational: set after taking, cleared before
-    /// releasing).
+    /// The pid the holder recorded, if the lock is taken (informational: the last process that took it,
+    /// recorded right after taking it).
     public var ownerPID: pid_t? {
+        guard word.load(ordering: .relaxed) != 0 else { return nil }
         let pid = owner.load(ordering: .relaxed)
         return pid == 0 ? nil : pid_t(bitPattern: pid)
+    }
+
+    /// Records this process as the holder, only if another one is recorded: a store right before the next
+    /// locked instruction would make it wait for the store buffer, so a process that re-locks writes nothing.
+    @inlinable @inline(__always)
+    func recordHolder() {
+        let pid = UInt32(bitPattern: shm_shim_pid())
+        if owner.load(ordering: .relaxed) != pid { owner.store(pid, ordering: .relaxed) }
     }
 
     private var wordPointer: UnsafeMutablePointer<UInt32> {
@@ -109,7 +131,8 @@ public struct FutexLock: @unchecked Sendable {
 
     private func site(_ operation: String) -> CallSite { CallSite(operation: operation, object: "futex lock") }
 
-    private func acquire(deadline: Int64, timeout: Duration?) throws(SharedMemoryError) {
+    @inline(never) @usableFromInline
+    func acquire(deadline: Int64, timeout: Duration?) throws(SharedMemoryError) {
         var current = word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).original
         if current != 0 {
             if current != 2 { current = word.exchange(2, ordering: .acquiring) }
@@ -131,6 +154,6 @@ public struct FutexLock: @unchecked Sendable {
                 current = word.exchange(2, ordering: .acquiring)
             }
         }
-        owner.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
+        recordHolder()
     }
 }

@@ -61,7 +61,10 @@ public final class LockFile {
     /// The corresponding C function is `fcntl(F_OFD_SETLKW)`.
     public func lock() throws(SharedMemoryError) {
         let fd = try descriptor("lock")
-        _ = try site("lock").check("fcntl(F_OFD_SETLKW)", refinement: .lock) { shm_shim_ofd_lock(fd, 1, 0, 1, 1) }
+        // The error context (the path) is built only on failure.
+        if case .failure(let err) = valueOrErrno({ shm_shim_ofd_lock(fd, 1, 0, 1, 1) }) {
+            throw site("lock").error("fcntl(F_OFD_SETLKW)", err, refinement: .lock)
+        }
         isLocked = true
     }
 
@@ -102,7 +105,9 @@ public final class LockFile {
     public func unlock() throws(SharedMemoryError) {
         guard isLocked else { throw site("unlock").refusal(.lockError, "this lock file object does not hold the lock") }
         let fd = try descriptor("unlock")
-        _ = try site("unlock").check("fcntl(F_OFD_SETLK)", refinement: .lock) { shm_shim_ofd_lock(fd, 2, 0, 1, 0) }
+        if case .failure(let err) = valueOrErrno({ shm_shim_ofd_lock(fd, 2, 0, 1, 0) }) {
+            throw site("unlock").error("fcntl(F_OFD_SETLK)", err, refinement: .lock)
+        }
         isLocked = false
     }
 

@@ -108,7 +108,10 @@ public struct RobustMutex: @unchecked Sendable {
     /// The corresponding C function is `pthread_mutex_unlock`.
     public func unlock() throws(SharedMemoryError) {
         let mutex = self.mutex
-        _ = try site("unlock").check("pthread_mutex_unlock", refinement: .lock) { shm_shim_robust_mutex_unlock(mutex) }
+        // The error context is built only on failure.
+        if case .failure(let err) = valueOrErrno({ shm_shim_robust_mutex_unlock(mutex) }) {
+            throw site("unlock").error("pthread_mutex_unlock", err, refinement: .lock)
+        }
     }
 
     private func site(_ operation: String) -> CallSite { CallSite(operation: operation, object: "robust mutex") }

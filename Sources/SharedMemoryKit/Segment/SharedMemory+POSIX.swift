@@ -113,12 +113,18 @@ final class POSIXSegment: SegmentBackend {
     }
 
     /// POSIX has no attach count: a process is attached when it maps the segment's file, which
-    /// /proc/PID/maps shows (device and inode). A symlink planted at the path is no segment.
+    /// /proc/PID/maps shows (device and inode). A symlink planted at the path is no segment, and a segment
+    /// already unlinked is not asked about (nobody can attach to it any more). A segment of mode 0600 (Qt's and
+    /// ours) can only have been mapped by its owner's and root's processes, so only their maps are read; the
+    /// cost does not grow with other users' processes.
     func isAttachedByAnyProcess() -> Bool {
         guard let status = try? FilePath(path).stat(followTargetSymlink: false), status.type == .regular else {
             return false
         }
-        return ProcessMaps.anyProcessMaps(inode: UInt64(status.inode.rawValue))
+        // Group or others may open it (not made by Qt or this library): every process is a candidate.
+        let ownerOnly = status.permissions.rawValue & 0o077 == 0
+        return ProcessMaps.anyProcessMaps(
+            inode: UInt64(status.inode.rawValue), ownerUID: ownerOnly ? status.userID.rawValue : nil)
     }
 
     deinit {

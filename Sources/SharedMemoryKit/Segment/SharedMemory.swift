@@ -60,7 +60,11 @@ public final class SharedMemory {
     /// every other user is known to be dead).
     public var options: Options
 
-    private var semaphore: SystemSemaphore?
+    private var semaphore: SystemSemaphore? {
+        didSet { lockFastPath = semaphore?.fastPath ?? .none }
+    }
+    /// The lock's bare calls (see ``SemaphoreFastPath``): an untimed lock and an unlock cost what C's cost.
+    private var lockFastPath = SemaphoreFastPath.none
     private var segment: (any SegmentBackend)?
     private var lockedByMe = false
 
@@ -77,7 +81,7 @@ public final class SharedMemory {
 
     deinit {
         if segment != nil { try? detach() }
-        if semaphore != nil { closeSemaphore(removeIfUnused: !makeBackend().isAttachedByAnyProcess()) }
+        if semaphore != nil { closeSemaphore(removeIfUnused: true, onlyIfSegmentGone: true) }
     }
 
     /// Whether this object is attached.
@@ -96,7 +100,7 @@ public final class SharedMemory {
     /// - Throws: `invalidSize` for `size <= 0` or a size the system refuses, `alreadyExists`, `keyError`,
     ///   `permissionDenied`, `outOfResources` (limits, or not enough memory to back every byte), `lockError`.
     public func create(size: Int, access: AccessMode = .readWrite) throws(SharedMemoryError) {
-        let site = CallSite(operation: "create", object: key.description)
+        let site = CallSite(operation: "create", key: key)
         try checkKey(site)
         guard segment == nil else { throw site.refusal(.alreadyExists, "this object is already attached") }
         guard size > 0 else { throw site.refusal(.invalidSize, "size \(size) is not positive") }
@@ -117,7 +121,7 @@ public final class SharedMemory {
     /// - Throws: `notFound`, `permissionDenied` (including another user's segment without
     ///   ``Options/allowForeignOwner``), `keyError`, `lockError`.
     public func attach(_ access: AccessMode = .readWrite) throws(SharedMemoryError) {
-        let site = CallSite(operation: "attach", object: key.description)
+        let site = CallSite(operation: "attach", key: key)
         try checkKey(site)
         guard segment == nil else { throw site.refusal(.alreadyExists, "this object is already attached") }
         try withSegmentLock(site) { () throws(SharedMemoryError) -> Void in
@@ -131,7 +135,7 @@ public final class SharedMemory {
     /// any more (as Qt), POSIX when this library created it and no process using this library is attached.
     /// Detaching while holding ``lock(timeout:)`` releases that lock, as in Qt.
     public func detach() throws(SharedMemoryError) {
-        let site = CallSite(operation: "detach", object: key.description)
+        let site = CallSite(operation: "detach", key: key)
         guard segment != nil else { throw site.refusal(.notFound, "this object is not attached") }
         try withSegmentLock(site) { () throws(SharedMemoryError) -> Void in
             guard let backend = self.segment else { return }
@@ -146,7 +150,12 @@ public final class SharedMemory {
     /// Locking twice through one object is a no-op, as in Qt.
     /// - Throws: `lockError` when the segment has no lock yet (neither created nor attached) or on timeout.
     public func lock(timeout: Duration? = nil) throws(SharedMemoryError) {
-        let site = CallSite(operation: "lock", object: key.description)
+        if timeout == nil && !lockedByMe && lockFastPath.acquire() {
+            lockedByMe = true
+            return
+        }
+        defer { lockFastPath = semaphore?.fastPath ?? .none }
+        let site = CallSite(operation: "lock", key: key)
         if lockedByMe { return }
         guard let semaphore else {
             throw site.refusal(.lockError, "no lock: create or attach first")
@@ -163,7 +172,7 @@ public final class SharedMemory {
 
     /// Takes the lock if it is free; false if another holder has it.
     public func tryLock() throws(SharedMemoryError) -> Bool {
-        let site = CallSite(operation: "try-lock", object: key.description)
+        let site = CallSite(operation: "try-lock", key: key)
         if lockedByMe { return true }
         guard let semaphore else { throw site.refusal(.lockError, "no lock: create or attach first") }
         lockedByMe = try semaphore.tryAcquire()
@@ -173,7 +182,12 @@ public final class SharedMemory {
     /// Releases the lock taken with ``lock(timeout:)``.
     /// - Throws: `lockError` if this object does not hold it.
     public func unlock() throws(SharedMemoryError) {
-        let site = CallSite(operation: "unlock", object: key.description)
+        if lockedByMe && lockFastPath.release() {
+            lockedByMe = false
+            return
+        }
+        defer { lockFastPath = semaphore?.fastPath ?? .none }
+        let site = CallSite(operation: "unlock", key: key)
         guard lockedByMe, let semaphore else { throw site.refusal(.lockError, "this object does not hold the lock") }
         try semaphore.release(1)
         lockedByMe = false
@@ -276,10 +290,14 @@ public final class SharedMemory {
     }
 
     private func makeBackend() -> any SegmentBackend {
+        Self.backend(for: key, allowForeignOwner: options.allowForeignOwner)
+    }
+
+    private static func backend(for key: NativeIPCKey, allowForeignOwner: Bool) -> any SegmentBackend {
         if key.type.isSystemV {
-            return SystemVSegment(key: key, allowForeignOwner: options.allowForeignOwner)
+            return SystemVSegment(key: key, allowForeignOwner: allowForeignOwner)
         }
-        return POSIXSegment(key: key, allowForeignOwner: options.allowForeignOwner)
+        return POSIXSegment(key: key, allowForeignOwner: allowForeignOwner)
     }
 
     /// Opens the lock semaphore if needed, runs `body` under the lock, releases it, and closes the semaphore
@@ -313,11 +331,6 @@ public final class SharedMemory {
         } catch {
             failure = error
         }
-        // The lock semaphore goes with the segment: only when no process (of any kind: Qt's count too) is
-        // attached to a segment under this key, checked while still locked, may it be removed, and then only
-        // if no other process using this library has it open. A segment nobody is attached to (Qt's leaked
-        // POSIX segments, a crashed creator's System V one) does not keep it.
-        let segmentGone = segment == nil && !makeBackend().isAttachedByAnyProcess()
         // Qt releases the caller's own lock too when detaching while locked; keep its lock otherwise.
         if acquired || (alreadyLocked && segment == nil) {
             // Done with the semaphore (no segment): drop this process's usage record on it *before* the post.
@@ -327,7 +340,12 @@ public final class SharedMemory {
             try? semaphore.release(1)
             lockedByMe = false
         }
-        if segment == nil { closeSemaphore(removeIfUnused: segmentGone) }
+        // The lock semaphore goes with the segment: only if no other process using this library has it open,
+        // and then only when no process (of any kind: Qt's count too) is attached to a segment under this key.
+        // The second question is asked last, and only when the semaphore could go: it is the costly one
+        // (POSIX has no attach count). A segment nobody is attached to (Qt's leaked POSIX segments, a crashed
+        // creator's System V one) does not keep it.
+        if segment == nil { closeSemaphore(removeIfUnused: true, onlyIfSegmentGone: true) }
         if let failure { throw failure }
     }
 
@@ -366,8 +384,18 @@ public final class SharedMemory {
         }
     }
 
-    private func closeSemaphore(removeIfUnused: Bool = true) {
-        semaphore?.close(removeIfUnused: removeIfUnused)
+    /// Closes the lock semaphore; with `onlyIfSegmentGone`, it is removed only if, once it could be (ours, no
+    /// other library user), no process is attached to a segment under the key.
+    private func closeSemaphore(removeIfUnused: Bool = true, onlyIfSegmentGone: Bool = false) {
+        if onlyIfSegmentGone {
+            let key = self.key
+            let allowForeignOwner = options.allowForeignOwner
+            semaphore?.close(removeIfUnused: removeIfUnused) {
+                !SharedMemory.backend(for: key, allowForeignOwner: allowForeignOwner).isAttachedByAnyProcess()
+            }
+        } else {
+            semaphore?.close(removeIfUnused: removeIfUnused)
+        }
         semaphore = nil
     }
 }

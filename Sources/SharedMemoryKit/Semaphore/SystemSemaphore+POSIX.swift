@@ -86,6 +86,8 @@ final class POSIXSemaphore: SemaphoreBackend {
         }
     }
 
+    var fastPath: SemaphoreFastPath { handle.map { .posix($0) } ?? .none }
+
     func acquire(deadline: Deadline?, site: CallSite) throws(SharedMemoryError) -> Bool {
         guard let handle else { throw site.refusal(.keyError, "the semaphore is closed") }
         while true {
@@ -118,25 +120,29 @@ final class POSIXSemaphore: SemaphoreBackend {
     }
 
     /// No other open file description records a use (one `F_OFD_GETLK`), and then no other process maps the
-    /// semaphore's file (/proc/PID/maps: every `sem_open` maps it, Qt's included).
+    /// semaphore's file (/proc/PID/maps: every `sem_open` maps it, Qt's included; only processes of the
+    /// file's owner and root when it is 0600).
     func noOtherProcessCanHold() -> Bool {
         guard handle != nil, file.isStillAtPath else { return false }
         guard case .success(0) = valueOrErrno({ shm_shim_ofd_conflicts(file.fd.rawValue, 1, ObjectFile.usageBase, 1) }) else {
             return false
         }
-        return !ProcessMaps.anyProcessMaps(inode: UInt64(file.status.inode.rawValue), excluding: getpid())
+        let status = file.status
+        let ownerOnly = status.permissions.rawValue & 0o077 == 0
+        return !ProcessMaps.anyProcessMaps(
+            inode: UInt64(status.inode.rawValue), excluding: getpid(), ownerUID: ownerOnly ? status.userID.rawValue : nil)
     }
 
     func dropUsageRecord() { file.releaseUsageRecords() }
 
-    func close(removeIfUnused: Bool) {
+    func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool) {
         guard let handle else { return }
         sem_close(handle)
         self.handle = nil
-        if removeIfUnused && file.mayRemoveManagedObject() {
+        if removeIfUnused && file.mayRemoveManagedObject() && stillRemovable() {
             sem_unlink(name)
         }
     }
 
-    deinit { close(removeIfUnused: false) }
+    deinit { close(removeIfUnused: false) { false } }
 }

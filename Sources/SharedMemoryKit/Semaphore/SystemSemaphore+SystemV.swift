@@ -83,6 +83,8 @@ final class SystemVSemaphore: SemaphoreBackend {
         }
     }
 
+    var fastPath: SemaphoreFastPath { semid >= 0 ? .systemV(semid) : .none }
+
     func acquire(deadline: Deadline?, site: CallSite) throws(SharedMemoryError) -> Bool {
         try operate(-1, deadline: deadline, site: site)
     }
@@ -125,9 +127,9 @@ final class SystemVSemaphore: SemaphoreBackend {
         }
     }
 
-    func close(removeIfUnused: Bool) {
+    func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool) {
         guard semid >= 0 else { return }
-        if removeIfUnused && managed && keyFile.claimForRemoval(slot: key.type.projectID!) {
+        if removeIfUnused && managed && keyFile.claimForRemoval(slot: key.type.projectID!) && stillRemovable() {
             _ = shm_shim_semctl_rmid(semid)
             // The key file may anchor sets of other ftok ids too: it goes only when none is in use, and only if
             // this library made it (never an existing file that a native key names, never Qt's).
@@ -136,5 +138,5 @@ final class SystemVSemaphore: SemaphoreBackend {
         semid = -1
     }
 
-    deinit { close(removeIfUnused: false) }
+    deinit { close(removeIfUnused: false) { false } }
 }

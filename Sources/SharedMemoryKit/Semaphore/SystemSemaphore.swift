@@ -49,7 +49,12 @@ public final class SystemSemaphore {
     /// Whether this object created the semaphore (its initial value was applied).
     public var createdSemaphore: Bool { backend?.created ?? false }
 
-    private var backend: (any SemaphoreBackend)?
+    private var backend: (any SemaphoreBackend)? {
+        didSet { fastPath = backend?.fastPath ?? .none }
+    }
+    /// The untimed acquire and the release of one unit, as the bare C calls (no reference counting, no error
+    /// context): what C does. Any failure goes the full way, which retries, reopens or reports.
+    private(set) var fastPath = SemaphoreFastPath.none
     private let options: Options
 
     /// Opens or creates the semaphore now, as Qt's constructor does.
@@ -60,7 +65,7 @@ public final class SystemSemaphore {
     ) throws(SharedMemoryError) {
         self.key = key
         self.options = options
-        let site = CallSite(operation: "open semaphore", object: key.description)
+        let site = CallSite(operation: "open semaphore", key: key)
         guard !key.nativeKey.isEmpty else { throw site.refusal(.keyError, "the key is empty") }
         if let problem = key.nameLengthProblem(semaphore: true) { throw site.refusal(.keyError, problem) }
         guard initialValue >= 0, initialValue <= Int(Int32.max) else {
@@ -84,7 +89,9 @@ public final class SystemSemaphore {
     /// Takes one unit: blocks while the count is 0, at most `timeout` if given.
     /// - Throws: `lockError` when the timeout passes.
     public func acquire(timeout: Duration? = nil) throws(SharedMemoryError) {
-        let site = CallSite(operation: "acquire", object: key.description)
+        if timeout == nil && fastPath.acquire() { return }
+        defer { fastPath = backend?.fastPath ?? .none }  // a System V set may have been reopened
+        let site = CallSite(operation: "acquire", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         guard try backend.acquire(deadline: timeout.map(Deadline.init(after:)), site: site) else {
             throw site.refusal(.lockError, "timed out after \(timeout!) waiting for the semaphore")
@@ -93,14 +100,16 @@ public final class SystemSemaphore {
 
     /// Takes one unit if the count is above 0; returns false otherwise.
     public func tryAcquire() throws(SharedMemoryError) -> Bool {
-        let site = CallSite(operation: "try-acquire", object: key.description)
+        let site = CallSite(operation: "try-acquire", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         return try backend.acquire(deadline: .now, site: site)
     }
 
     /// Adds `n` units (Qt's `release(n)`): 0 does nothing; a negative `n` is refused.
     public func release(_ n: Int = 1) throws(SharedMemoryError) {
-        let site = CallSite(operation: "release", object: key.description)
+        if n == 1 && fastPath.release() { return }
+        defer { fastPath = backend?.fastPath ?? .none }
+        let site = CallSite(operation: "release", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         guard n >= 0, n <= Int(Int16.max) else { throw site.refusal(.invalidSize, "release count \(n) is out of range") }
         if n == 0 { return }
@@ -109,7 +118,7 @@ public final class SystemSemaphore {
 
     /// The current count (System V: `GETVAL`; POSIX: `sem_getvalue`).
     public func value() throws(SharedMemoryError) -> Int {
-        let site = CallSite(operation: "value", object: key.description)
+        let site = CallSite(operation: "value", key: key)
         guard let backend else { throw site.refusal(.keyError, "the semaphore is closed") }
         return try backend.value(site: site)
     }
@@ -130,19 +139,56 @@ public final class SystemSemaphore {
     /// Closes the handle. The semaphore itself is removed only if this library created it and no other process
     /// using this library still has it open (`removeIfUnused: false` keeps it in any case).
     public func close(removeIfUnused: Bool = true) {
-        backend?.close(removeIfUnused: removeIfUnused)
+        close(removeIfUnused: removeIfUnused) { true }
+    }
+
+    /// `close(removeIfUnused:)`, asking `stillRemovable` last, only once the semaphore could be removed (this
+    /// library made it and no other process using the library has it open): for a costly last check.
+    func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool) {
+        backend?.close(removeIfUnused: removeIfUnused, stillRemovable)
         backend = nil
+    }
+}
+
+/// The bare calls behind an untimed acquire and a release of one unit. Each returns false on any failure
+/// (including EINTR), after which the caller takes the full path: it redoes the operation, which the failed
+/// call did not perform.
+enum SemaphoreFastPath {
+    case none
+    case posix(UnsafeMutablePointer<sem_t>)
+    case systemV(Int32)
+
+    @inline(__always)
+    func acquire() -> Bool {
+        switch self {
+        case .none: false
+        case .posix(let handle): sem_wait(handle) == 0
+        case .systemV(let semid): shm_shim_semop(semid, 0, -1, Int16(SHM_SHIM_SEM_UNDO), -1) == 0
+        }
+    }
+
+    @inline(__always)
+    func release() -> Bool {
+        switch self {
+        case .none: false
+        case .posix(let handle): sem_post(handle) == 0
+        case .systemV(let semid): shm_shim_semop(semid, 0, 1, Int16(SHM_SHIM_SEM_UNDO), -1) == 0
+        }
     }
 }
 
 /// One backend of ``SystemSemaphore``.
 protocol SemaphoreBackend: AnyObject {
     var created: Bool { get }
+    /// The fast path for the object as it is now (`.none` once closed).
+    var fastPath: SemaphoreFastPath { get }
     /// Returns false when the deadline passed (a try-acquire passes `.now`).
     func acquire(deadline: Deadline?, site: CallSite) throws(SharedMemoryError) -> Bool
     func release(_ n: Int, site: CallSite) throws(SharedMemoryError)
     func value(site: CallSite) throws(SharedMemoryError) -> Int
-    func close(removeIfUnused: Bool)
+    /// Removes the semaphore if `removeIfUnused`, this library made it, no other library user records a use,
+    /// and then `stillRemovable()` (asked last) agrees.
+    func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool)
     func noOtherProcessCanHold() -> Bool
     func dropUsageRecord()
 }

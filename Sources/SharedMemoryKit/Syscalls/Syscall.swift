@@ -29,9 +29,40 @@ func pointerOrErrno<P>(_ body: () -> P?) -> Result<P, Errno> {
 }
 
 /// Where a failing call happened, so that every error names the operation and the object.
+///
+/// Building one costs nothing on the hot path: the operation is a literal and the object is kept as it was
+/// given (a key is rendered with `QNativeIpcKey::toString()` only when an error is made), so a successful
+/// lock, unlock, acquire or release allocates nothing.
 struct CallSite: Sendable {
     var operation: String
-    var object: String?
+    private var source: ObjectSource
+
+    /// The object as it was given; rendered to text only for an error.
+    enum ObjectSource: Sendable {
+        case none
+        case text(String)
+        case key(NativeIPCKey)
+    }
+
+    init(operation: String, object: String? = nil) {
+        self.operation = operation
+        source = object.map(ObjectSource.text) ?? .none
+    }
+
+    /// A call site whose object is a key, rendered lazily.
+    init(operation: String, key: NativeIPCKey) {
+        self.operation = operation
+        source = .key(key)
+    }
+
+    /// The object's text (Qt's string form of a key, or a path): built on each use, so only for errors.
+    var object: String? {
+        switch source {
+        case .none: nil
+        case .text(let text): text
+        case .key(let key): key.description
+        }
+    }
 
     func error(
         _ call: String, _ error: Errno, einval: SharedMemoryError.Code = .unknown, detail: String? = nil
