@@ -139,7 +139,7 @@ static bool folder_inside(const char *dir, const char *root) {
     return strncmp(dir, root, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
 }
 
-/* The key path rule (Keys/KeyPathPolicy.swift): a System V key file is in the temp folder or $XDG_RUNTIME_DIR
+/* The key path rule (Keys/KeyPathPolicy.swift): a System V key file is in the temp folder, /tmp or $XDG_RUNTIME_DIR
  * (or below), its folder resolved with realpath; anything else is refused unless the caller opted in. */
 int shmh_check_key_path(const struct shmh_key *key, bool allow_any_path, const struct shmh_site *site) {
     if (allow_any_path || !shmh_key_is_systemv(key->type) || key->native_len == 0) return 0;
@@ -161,7 +161,12 @@ int shmh_check_key_path(const struct shmh_key *key, bool allow_any_path, const s
     char temp[PATH_MAX];
     bool ok = false;
     if (where && shmh_qt_temp_path(temp, sizeof temp) == 0) {
-        ok = folder_inside(where, temp);
+        ok = folder_inside(where, temp) || folder_inside(where, "/tmp");
+        if (!ok) {
+            char *tmp_real = realpath("/tmp", NULL);
+            ok = tmp_real && folder_inside(where, tmp_real);
+            free(tmp_real);
+        }
         const char *runtime = getenv("XDG_RUNTIME_DIR");
         if (!ok && runtime && runtime[0] == '/') {
             char *runtime_clean = clean_path(runtime);
@@ -179,7 +184,7 @@ int shmh_check_key_path(const struct shmh_key *key, bool allow_any_path, const s
     if (!ok) {
         const char *runtime = getenv("XDG_RUNTIME_DIR");
         rc = shmh_fail_refuse(site, SHMH_KEY_ERROR, EINVAL,
-                              "the key names the file %s, which is outside the temp folder %s and the runtime folder %s; "
+                              "the key names the file %s, which is outside the temp folder %s, /tmp and the runtime folder %s; "
                               "System V key files must be in one of them (set allow_any_path to use any path)",
                               cleaned, temp, runtime ? runtime : "($XDG_RUNTIME_DIR, unset)");
     }

@@ -112,9 +112,12 @@ import Glibc
     /// A native key naming a file outside the temp and runtime folders is refused before anything is opened,
     /// naming the key and the rule; `--allow-any-path` opts in, and the file still survives.
     @Test func nativeKeyOutsideTheTempFolderNeedsConsent() throws {
-        let folder = TestEnvironment.packageRoot + "/.build"
+        // A writable folder outside the temp folders (the checkout may itself be under /tmp).
+        let folder = try #require(
+            [TestEnvironment.packageRoot + "/.build", "/var/tmp", "/var/cache", "/root"].first {
+                access($0, W_OK) == 0 && KeyPathPolicy.refusal(NativeIPCKey($0 + "/x", type: .systemV)) != nil
+            }, "no writable folder outside the temp folders")
         let victim = folder + "/" + TestEnvironment.uniqueName("outside") + ".conf"
-        try #require(KeyPathPolicy.refusal(NativeIPCKey(victim, type: .systemV)) != nil, "\(folder) is inside the temp folder here")
         try Self.makeFile(victim, contents: "system file\n")
         defer { unlink(victim) }
         let ipcKey = ftok(victim, 0x51)
@@ -280,11 +283,14 @@ import Glibc
         arguments: Planted.allCases, Backend.allCases)
     func nonRegularFileAtAKeyPathIsRefusedWithoutBlocking(kind: Planted, backend: Backend) throws {
         let name = TestEnvironment.uniqueName("plant")
-        let key = NativeIPCKey.legacy(name, type: backend.type)
+        // Qt's key, with the key file in the folder nobody's commands use too (their TMPDIR), named in full so
+        // that root's and nobody's commands reach the same path.
+        let key = NativeIPCKey.legacy(
+            name, type: backend.type, tempDirectory: backend == .systemV ? TestEnvironment.sharedTempDirectory : nil)
         let path = backend == .systemV ? key.nativeKey : "/dev/shm" + key.nativeKey
         let undo = try Self.plant(kind, at: path)
         defer { undo() }
-        let cli = ["--key", name, "--type", backend.cliType]
+        let cli = ["--native-key", try #require(key.toString())]
         for (command, asNobody) in [(["dump"], true), (["write"], true), (["dump"], false)] {
             let run = try Self.harness(command + cli, input: "x", asNobody: asNobody, timeout: 20)
             #expect(run.status.exitCode == 1, "\(command) as \(asNobody ? "nobody" : "root"): \(run.stderr)")

@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 /// Where a System V key file may be: in the temp folder (Qt's `QDir::tempPath()`, where every legacy key
-/// lives) or the runtime folder (`$XDG_RUNTIME_DIR`), or a folder below one of them. A native key naming any
+/// lives), the system's temp folder `/tmp` (Qt's fallback, and where another process with another `TMPDIR`
+/// derives its keys), or the runtime folder (`$XDG_RUNTIME_DIR`), or a folder below one of them. A native key naming any
 /// other path (`systemv:/etc/passwd`) is refused unless the caller opts in (`allowAnyPath`, CLI
 /// `--allow-any-path`): the library opens, and may create, the file a key names, so a key should not reach
 /// files of the system or of the user that have nothing to do with shared memory.
@@ -13,10 +14,10 @@ import Glibc
 /// The folder of the key is resolved with `realpath` (symlinks and `..` in the folder part are followed, so
 /// `/tmp/../etc/x` is `/etc/x`); the file itself is never followed (it is opened with `O_NOFOLLOW`).
 public enum KeyPathPolicy {
-    /// The folders key files may be in, as given and resolved: the temp folder and, when set, the runtime
-    /// folder.
+    /// The folders key files may be in, as given and resolved: the temp folder, `/tmp` and, when set, the
+    /// runtime folder.
     public static func allowedFolders() -> [String] {
-        var folders = [TempDirectory.qtTempPath()]
+        var folders = [TempDirectory.qtTempPath(), "/tmp"]
         if let runtime = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), runtime.hasPrefix("/") {
             folders.append(TempDirectory.cleanPath(runtime))
         }
@@ -48,7 +49,7 @@ public enum KeyPathPolicy {
         let runtime = getenv("XDG_RUNTIME_DIR").map { "the runtime folder " + String(cString: $0) }
             ?? "the runtime folder ($XDG_RUNTIME_DIR, unset)"
         return "the key \(key) names the file \(cleaned), which is outside the temp folder "
-            + "\(TempDirectory.qtTempPath()) and \(runtime); System V key files must be in one of them "
+            + "\(TempDirectory.qtTempPath()), /tmp and \(runtime); System V key files must be in one of them "
             + "(set allowAnyPath, or pass --allow-any-path, to use any path)"
     }
 
