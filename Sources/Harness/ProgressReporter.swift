@@ -40,17 +40,7 @@ public final class ProgressReporter: @unchecked Sendable {
     public func say(_ text: String) { StandardError.write(text) }
 
     /// A testcase name or message for a log: control characters (ESC, CR, ...) become visible `\u{..}`.
-    static func printable(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars {
-            if scalar == "\n" || scalar == "\t" || !(scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)) {
-                out.unicodeScalars.append(scalar)
-            } else {
-                out += "\\u{" + String(scalar.value, radix: 16) + "}"
-            }
-        }
-        return out
-    }
+    static func printable(_ text: String) -> String { ReportSummary.plain(text) }
 
     func start(total: Int) {
         lock.withLock {

@@ -185,8 +185,9 @@ public struct ReportSummary: Sendable {
         return seen
     }
 
-    /// Text for a terminal or a CI log: control characters (ESC, CR, ...) become visible escapes.
-    static func plain(_ text: String) -> String {
+    /// Text for a terminal or a CI log: control characters (ESC, CR, ...) become visible escapes. (The
+    /// runner's progress lines use it too.)
+    public static func plain(_ text: String) -> String {
         var out = ""
         for scalar in text.unicodeScalars {
             if scalar == "\n" || scalar == "\t" || !(scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)) {
