@@ -150,7 +150,8 @@ import Glibc
     /// An unprivileged user's own file, named by their own native key, survives their `dump`.
     @Test(.enabled(if: TestEnvironment.secondUserUnavailableReason == nil, "cannot run as nobody here"))
     func unprivilegedDumpLeavesTheUsersFileAlone() throws {
-        let victim = TempDirectory.qtTempPath() + "/" + TestEnvironment.uniqueName("nobodys") + ".txt"
+        // in nobody's own temp folder (its TMPDIR), where the key path rule lets nobody's dump open it
+        let victim = TestEnvironment.sharedTempDirectory + "/" + TestEnvironment.uniqueName("nobodys") + ".txt"
         try Self.makeFile(victim, contents: "nobody's notes\n", owner: 65534)
         defer { unlink(victim) }
         let ipcKey = ftok(victim, 0x51)
@@ -259,7 +260,12 @@ import Glibc
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_un()
             address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
+            // A long TMPDIR makes the path longer than sun_path: bind through the folder's descriptor instead
+            // (/proc/self/fd/N/NAME names the same place).
+            let slash = path.lastIndex(of: "/")!
+            let folderFD = open(String(path[..<slash]), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            defer { if folderFD >= 0 { close(folderFD) } }
+            let bytes = Array("/proc/self/fd/\(folderFD)/\(path[path.index(after: slash)...])".utf8)
             guard fd >= 0, bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
                 throw TestFailure("socket path too long: \(path)")
             }

@@ -90,7 +90,8 @@ import Glibc
 
     @Test(.enabled(if: TestEnvironment.secondUserUnavailableReason == nil, "cannot run as nobody here"), arguments: Backend.allCases)
     func otherUsersAreKeptOut(backend: Backend) throws {
-        let key = TestEnvironment.uniqueKey(backend.type)
+        // the key file in nobody's temp folder too (its TMPDIR): what keeps nobody out is the permission
+        let key = TestEnvironment.uniqueSharedKey(backend.type)
         let owner = SharedMemory(key: key)
         try owner.create(size: 64)
         let stranger = try TestEnvironment.harnessAsNobody(["dump"] + Self.cli(key))

@@ -42,6 +42,27 @@ enum Traces {
         return found
     }
 
+    /// The System V objects (as "segment key K id I" / "semaphore set key K id I") with the given ftok ids now.
+    /// A key file's inode, and so its ftok key, is reused once the file is gone: tests that run at the same time
+    /// may make objects under a key a finished test used. Comparing ids tells the objects apart.
+    static func systemVObjectIDs(keys: Set<Int32>) -> Set<String> {
+        var found: Set<String> = []
+        for (file, label) in [("/proc/sysvipc/shm", "segment"), ("/proc/sysvipc/sem", "semaphore set")] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard fields.count > 1, let value = Int64(fields[0]), keys.contains(Int32(truncatingIfNeeded: value)) else { continue }
+                found.insert("\(label) key \(value) id \(fields[1])")
+            }
+        }
+        return found
+    }
+
+    /// Which of the objects `systemVObjectIDs` listed still exist (same key, same id).
+    static func stillThere(_ objects: Set<String>, keys: Set<Int32>) -> [String] {
+        Array(systemVObjectIDs(keys: keys).intersection(objects)).sorted()
+    }
+
     /// The ftok key of a System V native key's file, if the file exists.
     static func ftokKey(_ key: NativeIPCKey) -> Int32? {
         guard key.type.isSystemV else { return nil }
@@ -54,6 +75,8 @@ enum Traces {
 struct LeakCheck {
     let keys: [NativeIPCKey]
     private var ipcKeys: Set<Int32> = []
+    /// The objects under those keys when `remember()` ran ("segment key K id I").
+    private var objects: Set<String> = []
 
     init(_ keys: NativeIPCKey...) { self.keys = keys }
 
@@ -64,10 +87,20 @@ struct LeakCheck {
                 if let ipc = Traces.ftokKey(k) { ipcKeys.insert(ipc) }
             }
         }
+        objects = Traces.systemVObjectIDs(keys: ipcKeys)
     }
 
+    /// What is left: key files and POSIX names, the System V objects seen at `remember()` that still exist,
+    /// and objects under a key that had none then (made later, such as a lock semaphore). An object under a key
+    /// whose remembered objects are all gone is another test's (the key file's inode was reused).
     func leftovers() -> [String] {
-        keys.flatMap { Traces.of($0) } + Traces.systemVObjects(keys: ipcKeys)
+        let remembered = Set(objects.compactMap { Int64($0.split(separator: " ").dropLast(2).last ?? "") }.map { Int32(truncatingIfNeeded: $0) })
+        let now = Traces.systemVObjectIDs(keys: ipcKeys)
+        let left = now.filter { object in
+            guard let key = Int64(object.split(separator: " ").dropLast(2).last ?? "") else { return true }
+            return objects.contains(object) || !remembered.contains(Int32(truncatingIfNeeded: key))
+        }
+        return keys.flatMap { Traces.of($0) } + left.sorted()
     }
 
     func expectClean(sourceLocation: SourceLocation = #_sourceLocation) {
