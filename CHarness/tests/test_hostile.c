@@ -211,6 +211,15 @@ enum planted { FIFO, DIRECTORY, SOCKET };
 /* Plants `what` at the segment's key path; as nobody (for whom root's 0444 FIFO is read-only, the open that
  * blocked) attaching must fail at once with a key error naming the type. alarm() bounds it: SIGALRM = hang. */
 static void planted(enum planted what, uint16_t type) {
+    /* A temp folder nobody can make key files in (mode 1777, as /tmp): TMPDIR itself may be 0755. Set as TMPDIR
+     * while the key is derived and the children run (cmocka runs one test at a time). */
+    const char *outer = getenv("TMPDIR");
+    char *saved = outer ? strdup(outer) : NULL;
+    char shared[4200];
+    snprintf(shared, sizeof shared, "%s/shmh-hostile-%d", saved && saved[0] ? saved : "/tmp", (int)getpid());
+    assert_true(mkdir(shared, 0700) == 0 || errno == EEXIST);
+    assert_int_equal(chmod(shared, 01777), 0);
+    assert_int_equal(setenv("TMPDIR", shared, 1), 0);
     struct shmh_key key;
     support_legacy_key(&key, "plant", type, SHMH_KIND_SHARED_MEMORY);
     char path[4200];
@@ -225,11 +234,18 @@ static void planted(enum planted what, uint16_t type) {
         assert_int_equal(mkdir(path, 0755), 0);
         word = "is a directory";
     } else {
+        /* a long TMPDIR makes the path longer than sun_path: bind through the folder's descriptor */
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        assert_true(strlen(path) < sizeof addr.sun_path);
-        strcpy(addr.sun_path, path);
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        int folder = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        *slash = '/';
+        assert_true(folder >= 0);
+        int n = snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/%s", folder, slash + 1);
+        assert_true(n > 0 && (size_t)n < sizeof addr.sun_path);
         sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_int_equal(bind(sock, (struct sockaddr *)&addr, sizeof addr), 0);
+        close(folder);
         word = "is a socket";
     }
     /* nobody first: for nobody, root's 0444 FIFO opens read-only only (the open that blocked) */
@@ -267,6 +283,10 @@ static void planted(enum planted what, uint16_t type) {
     assert_false(support_exists(path));
     shmh_key_free(&lock);
     shmh_key_free(&key);
+    if (saved) setenv("TMPDIR", saved, 1);
+    else unsetenv("TMPDIR");
+    free(saved);
+    assert_int_equal(rmdir(shared), 0);
 }
 
 static void fifo_at_a_key_path(void **state) {
