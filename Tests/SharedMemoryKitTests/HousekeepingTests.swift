@@ -217,6 +217,33 @@ import Glibc
         #expect(after.status.exitCode == 0 && after.out.contains { $0.hasPrefix("removed run journal") }, "\(after.out)")
     }
 
+    /// Two cleaners of one stale journal at once (two runs starting together, a run and `clean --stale`) take
+    /// turns: side by side each found the other's claims on the files, counted them as left, and both kept the
+    /// journal although everything it named was gone.
+    @Test func twoCleanersAtOnceLeaveNoJournal() throws {
+        let sandbox = try Sandbox()
+        let base = TestEnvironment.uniqueName()
+        let folder = sandbox.directory + "/files"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        let (pid, start) = try Self.deadRunner()
+        for round in 0..<5 {
+            let token = "run\(base)r\(round)"
+            let files = (0..<8).map { "\(folder)/\(token)-\($0)" }
+            for file in files { #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8))) }
+            try sandbox.writeJournal(token: token, pid: pid, start: start, files: files)
+            let cleaners = try (0..<2).map { _ in
+                try TestEnvironment.harness(["clean", "--stale", "--match", token], environment: sandbox.environment)
+            }
+            for cleaner in cleaners {
+                cleaner.closeInput()
+                _ = cleaner.remainingOutput(timeout: 60)
+                #expect(try cleaner.wait(timeout: 60).exitCode == 0, "\(cleaner.standardError())")
+            }
+            #expect(files.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "round \(round)")
+            #expect(!FileManager.default.fileExists(atPath: sandbox.runsDirectory + "/\(token).journal"), "round \(round)")
+        }
+    }
+
     @Test(.disabled(if: TestEnvironment.secondUserUnavailableReason != nil, "\(TestEnvironment.secondUserUnavailableReason ?? "")"),
           arguments: Backend.allCases)
     func cleanLeavesAnotherUsersObjectsWithoutAnyOwner(_ backend: Backend) throws {
