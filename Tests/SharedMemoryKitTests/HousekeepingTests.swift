@@ -229,18 +229,24 @@ import Glibc
         for round in 0..<5 {
             let token = "run\(base)r\(round)"
             let files = (0..<8).map { "\(folder)/\(token)-\($0)" }
-            for file in files { #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8))) }
+            // O_CLOEXEC: a child another test spawns meanwhile must not inherit the file (clean keeps an open file).
+            for file in files {
+                let fd = open(file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+                #expect(fd >= 0 && write(fd, "x", 1) == 1)
+                close(fd)
+            }
             try sandbox.writeJournal(token: token, pid: pid, start: start, files: files)
             let cleaners = try (0..<2).map { _ in
                 try TestEnvironment.harness(["clean", "--stale", "--match", token], environment: sandbox.environment)
             }
+            var said: [String] = []
             for cleaner in cleaners {
                 cleaner.closeInput()
-                _ = cleaner.remainingOutput(timeout: 60)
+                said += cleaner.remainingOutput(timeout: 60)
                 #expect(try cleaner.wait(timeout: 60).exitCode == 0, "\(cleaner.standardError())")
             }
-            #expect(files.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "round \(round)")
-            #expect(!FileManager.default.fileExists(atPath: sandbox.runsDirectory + "/\(token).journal"), "round \(round)")
+            #expect(files.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "round \(round): \(said)")
+            #expect(!FileManager.default.fileExists(atPath: sandbox.runsDirectory + "/\(token).journal"), "round \(round): \(said)")
         }
     }
 
