@@ -22,6 +22,15 @@ enum Paths {
         atexit { try? FileManager.default.removeItem(atPath: Paths.runtimeDirectory) }
         return String(cString: made)
     }()
+
+    /// A fresh runtime folder (0700, under this process's ``runtimeDirectory``) for one test whose runs must
+    /// not be seen by the runs other tests start at the same time (each cleans the stale journals it finds).
+    /// The caller removes it.
+    static func privateRuntimeDirectory() throws -> String {
+        var template = Array("\(runtimeDirectory)/private-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp: \(String(cString: strerror(errno)))") }
+        return String(cString: made)
+    }
 }
 
 /// Processes found by what they are, never by a machine-wide name search: descendants of a given process, or
@@ -128,8 +137,8 @@ struct Run {
     }
 
     /// `shm-harness ARGS`, with this test process's own runtime folder (`Paths.runtimeDirectory`) for journals.
-    static func harness(_ arguments: [String], timeout: Double = 300) throws -> Run {
-        try command([Paths.harness] + arguments, timeout: timeout, environment: ["XDG_RUNTIME_DIR": Paths.runtimeDirectory])
+    static func harness(_ arguments: [String], timeout: Double = 300, runtimeDirectory: String = Paths.runtimeDirectory) throws -> Run {
+        try command([Paths.harness] + arguments, timeout: timeout, environment: ["XDG_RUNTIME_DIR": runtimeDirectory])
     }
 }
 

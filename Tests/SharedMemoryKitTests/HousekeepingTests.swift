@@ -218,6 +218,39 @@ import Glibc
         #expect(after.status.exitCode == 0 && after.out.contains { $0.hasPrefix("removed run journal") }, "\(after.out)")
     }
 
+    /// Two cleaners of one stale journal at once (two runs starting together, a run and `clean --stale`) take
+    /// turns: side by side each found the other's claims on the files, counted them as left, and both kept the
+    /// journal although everything it named was gone.
+    @Test func twoCleanersAtOnceLeaveNoJournal() throws {
+        let sandbox = try Sandbox()
+        let base = TestEnvironment.uniqueName()
+        let folder = sandbox.directory + "/files"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        let (pid, start) = try Self.deadRunner()
+        for round in 0..<5 {
+            let token = "run\(base)r\(round)"
+            let files = (0..<8).map { "\(folder)/\(token)-\($0)" }
+            // O_CLOEXEC: a child another test spawns meanwhile must not inherit the file (clean keeps an open file).
+            for file in files {
+                let fd = open(file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+                #expect(fd >= 0 && write(fd, "x", 1) == 1)
+                close(fd)
+            }
+            try sandbox.writeJournal(token: token, pid: pid, start: start, files: files)
+            let cleaners = try (0..<2).map { _ in
+                try TestEnvironment.harness(["clean", "--stale", "--match", token], environment: sandbox.environment)
+            }
+            var said: [String] = []
+            for cleaner in cleaners {
+                cleaner.closeInput()
+                said += cleaner.remainingOutput(timeout: 60)
+                #expect(try cleaner.wait(timeout: 60).exitCode == 0, "\(cleaner.standardError())")
+            }
+            #expect(files.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "round \(round): \(said)")
+            #expect(!FileManager.default.fileExists(atPath: sandbox.runsDirectory + "/\(token).journal"), "round \(round): \(said)")
+        }
+    }
+
     @Test(.disabled(if: TestEnvironment.secondUserUnavailableReason != nil, "\(TestEnvironment.secondUserUnavailableReason ?? "")"),
           arguments: Backend.allCases)
     func cleanLeavesAnotherUsersObjectsWithoutAnyOwner(_ backend: Backend) throws {

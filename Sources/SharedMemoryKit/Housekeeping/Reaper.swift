@@ -190,6 +190,18 @@ public final class Reaper {
     // MARK: journals
 
     private func cleanJournal(_ journal: RunJournal) {
+        let label = "run journal \(journal.path)"
+        // Cleaners of one journal take turns (two runs starting at once, a run and `clean --stale`): side by
+        // side, each finds the other's claims on the objects ("a lock is held", "open in a process"), counts
+        // them as left, and both keep the journal although everything it names ends up gone.
+        var claim: FileDescriptor?
+        switch claimJournal(journal.path) {
+        case .gone: return  // another cleaner removed it (and everything it named) meanwhile
+        case .busy: _ = emit(label, .kept("another clean has been working on it for \(Self.journalClaimTimeout) s")); return
+        case .claimed(let fd): claim = fd
+        case .unclaimable: break  // cannot be locked (read-only): cleaned as before
+        }
+        defer { try? claim?.close() }
         var left = 0
         for text in journal.segments {
             guard let key = NativeIPCKey(string: text) else { continue }
@@ -199,7 +211,6 @@ public final class Reaper {
             if let outcome = removeFile(path, kind: .runFile), !Self.isGone(outcome) { left += 1 }
         }
         for path in journal.workDirectories where !removeWorkDirectory(path) { left += 1 }
-        let label = "run journal \(journal.path)"
         if left > 0 {
             _ = emit(label, .kept("\(left) of the objects it names are still there"))
             return
@@ -213,6 +224,44 @@ public final class Reaper {
         case .success, .failure(.noSuchFileOrDirectory): _ = emit(label, .removed)
         case .failure(let err): _ = emit(label, .failed(site.error("unlink", err, detail: journal.path)))
         }
+    }
+
+    /// How long a cleaner waits for another one to finish with a journal (seconds).
+    static let journalClaimTimeout = 30
+
+    private enum JournalClaim { case claimed(FileDescriptor), gone, busy, unclaimable }
+
+    /// Takes an exclusive lock over the whole journal file (waiting up to ``journalClaimTimeout`` while another
+    /// cleaner holds it), then checks that the path still names that file: a cleaner that finished before us
+    /// unlinked it (`.gone`).
+    private func claimJournal(_ path: String) -> JournalClaim {
+        let raw: CInt
+        switch valueOrErrno({ shm_shim_open(path, SHM_SHIM_O_RDWR | SHM_SHIM_O_NOFOLLOW | SHM_SHIM_O_CLOEXEC, 0) }) {
+        case .success(let value): raw = value
+        case .failure(.noSuchFileOrDirectory): return .gone
+        case .failure: return .unclaimable
+        }
+        let fd = FileDescriptor(rawValue: raw)
+        let deadline = Int64(time(nil)) + Int64(Self.journalClaimTimeout)
+        var locked = valueOrErrno({ shm_shim_ofd_lock(raw, 1, 0, 0, 0) })
+        while case .failure(let err) = locked, err == .resourceTemporarilyUnavailable || err == .permissionDenied,
+            Int64(time(nil)) < deadline
+        {
+            usleep(10_000)
+            locked = valueOrErrno({ shm_shim_ofd_lock(raw, 1, 0, 0, 0) })
+        }
+        if case .failure(let err) = locked {
+            try? fd.close()
+            return err == .resourceTemporarilyUnavailable || err == .permissionDenied ? .busy : .unclaimable
+        }
+        var mine = stat()
+        guard fstat(raw, &mine) == 0, case .success(let current) = HousekeepingIO.lstatus(path),
+            current.st_ino == mine.st_ino && current.st_dev == mine.st_dev
+        else {
+            try? fd.close()
+            return .gone
+        }
+        return .claimed(fd)
     }
 
     /// A run's private folder: only a real directory (not a symlink) of this user named `shm-harness-run-*`,
@@ -499,11 +548,13 @@ public final class Reaper {
     /// Opens `path` without following symlinks, takes an exclusive lock over the whole file (refused while any
     /// usage record or lock is held; it keeps library users out until we are done), checks that no process
     /// maps or holds the file open, and unlinks it if the path still names that file.
-    private func unlinkClaimed(_ path: String, label: String, checkProcesses: Bool) -> CleanEvent.Outcome {
+    /// Nil when the file went meanwhile (someone else removed it): it is gone, as if it had never been found.
+    private func unlinkClaimed(_ path: String, label: String, checkProcesses: Bool) -> CleanEvent.Outcome? {
         let file: ObjectFile
         do throws(SharedMemoryError) {
             file = try ObjectFile.openExisting(path, allowForeignOwner: anyOwner, site: CallSite(operation: "clean", object: path))
         } catch {
+            if case .failure(.noSuchFileOrDirectory) = HousekeepingIO.lstatus(path) { return nil }
             return emit(label, .failed(error))
         }
         let raw = file.fd.rawValue
@@ -529,10 +580,13 @@ public final class Reaper {
             }
         }
         if dryRun { return emit(label, .wouldRemove) }
-        guard file.isStillAtPath else { return emit(label, .kept("replaced or removed meanwhile")) }
+        guard file.isStillAtPath else {
+            if case .failure(.noSuchFileOrDirectory) = HousekeepingIO.lstatus(path) { return nil }
+            return emit(label, .kept("replaced meanwhile"))
+        }
         switch valueOrErrno({ unlink(path) }) {
         case .success: return emit(label, .removed)
-        case .failure(.noSuchFileOrDirectory): return emit(label, .kept("removed by someone else meanwhile"))
+        case .failure(.noSuchFileOrDirectory): return nil  // removed by someone else meanwhile
         case .failure(let err): return emit(label, .failed(site.error("unlink", err, detail: path)))
         }
     }
