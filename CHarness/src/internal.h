@@ -133,10 +133,10 @@ void shmh_sem_close_if(struct shmh_sem *sem, int remove_if_unused, shmh_still_re
 /* No process but this one can hold a unit: no other open file description records a use of the semaphore's
  * file and no other process maps it (see acquire_for_operation in segment.c). */
 bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem);
-/* Whether a process other than `except` (0: none excepted) maps a file on /dev/shm with this inode
+/* Whether a process other than `except` (0: none excepted) maps a file on /dev/shm with this device and inode
  * (/proc/PID/maps). With owner_only, only processes whose /proc/PID belongs to `owner` or root are read (only
  * they can have opened a 0600 file of that owner); others cost one fstatat each. */
-bool shmh_any_process_maps(unsigned long long inode, pid_t except, bool owner_only, uid_t owner);
+bool shmh_any_process_maps(dev_t device, unsigned long long inode, pid_t except, bool owner_only, uid_t owner);
 
 /* --- segment backends (segment_sysv.c, segment_posix.c) --- */
 struct shmh_backend {

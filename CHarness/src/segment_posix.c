@@ -4,6 +4,8 @@
  * the last process using this library detaches (usage records on the file; crashes included). */
 #include "internal.h"
 
+#include <sys/sysmacros.h>
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -111,7 +113,7 @@ bool shmh_posix_segment_destroy_if_unused(struct shmh_backend *b) {
 /* Whether a process other than `except` maps a file on /dev/shm with this inode (/proc/PID/maps: the fifth
  * field is the inode). With owner_only, only processes whose /proc/PID belongs to `owner` or root are read
  * (only they can have opened a 0600 file of that owner); others cost one fstatat each. */
-bool shmh_any_process_maps(unsigned long long inode, pid_t except, bool owner_only, uid_t owner) {
+bool shmh_any_process_maps(dev_t device, unsigned long long inode, pid_t except, bool owner_only, uid_t owner) {
     DIR *proc = opendir("/proc");
     if (!proc) return false;
     bool found = false;
@@ -132,8 +134,12 @@ bool shmh_any_process_maps(unsigned long long inode, pid_t except, bool owner_on
         if (!f) continue;
         while (!found && getline(&line, &cap, f) > 0) {
             if (!strstr(line, "/dev/shm/")) continue;
+            /* the device too: every namespace's /dev/shm is a tmpfs of its own, numbering inodes afresh */
             unsigned long long ino = 0;
-            if (sscanf(line, "%*s %*s %*s %*s %llu", &ino) == 1 && ino == inode) found = true;
+            unsigned int maj = 0, min = 0;
+            if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &ino) == 3 && ino == inode && maj == major(device) &&
+                min == minor(device))
+                found = true;
         }
         fclose(f);
     }
@@ -151,5 +157,5 @@ bool shmh_posix_segment_attached_by_any_process(const struct shmh_key *key) {
     snprintf(path, sizeof path, "/dev/shm/%s", bare);
     struct stat st;
     if (lstat(path, &st) == -1 || !S_ISREG(st.st_mode)) return false;
-    return shmh_any_process_maps((unsigned long long)st.st_ino, 0, (st.st_mode & 077) == 0, st.st_uid);
+    return shmh_any_process_maps(st.st_dev, (unsigned long long)st.st_ino, 0, (st.st_mode & 077) == 0, st.st_uid);
 }

@@ -126,7 +126,7 @@ bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem) {
     if (!sem->handle || !shmh_objfile_still_at_path(&sem->file)) return false;
     if (shmh_ofd_conflicts(sem->file.fd, 1, SHMH_USAGE_BASE, 1) != 0) return false;
     const struct stat *st = &sem->file.st;
-    return !shmh_any_process_maps((unsigned long long)st->st_ino, getpid(), (st->st_mode & 077) == 0, st->st_uid);
+    return !shmh_any_process_maps(st->st_dev, (unsigned long long)st->st_ino, getpid(), (st->st_mode & 077) == 0, st->st_uid);
 }
 
 void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context) {

@@ -124,7 +124,8 @@ final class POSIXSegment: SegmentBackend {
         // Group or others may open it (not made by Qt or this library): every process is a candidate.
         let ownerOnly = status.permissions.rawValue & 0o077 == 0
         return ProcessMaps.anyProcessMaps(
-            inode: UInt64(status.inode.rawValue), ownerUID: ownerOnly ? status.userID.rawValue : nil)
+            device: UInt64(status.deviceID.rawValue), inode: UInt64(status.inode.rawValue),
+            ownerUID: ownerOnly ? status.userID.rawValue : nil)
     }
 
     deinit {

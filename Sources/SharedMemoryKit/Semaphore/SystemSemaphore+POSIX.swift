@@ -130,7 +130,8 @@ final class POSIXSemaphore: SemaphoreBackend {
         let status = file.status
         let ownerOnly = status.permissions.rawValue & 0o077 == 0
         return !ProcessMaps.anyProcessMaps(
-            inode: UInt64(status.inode.rawValue), excluding: getpid(), ownerUID: ownerOnly ? status.userID.rawValue : nil)
+            device: UInt64(status.deviceID.rawValue), inode: UInt64(status.inode.rawValue), excluding: getpid(),
+            ownerUID: ownerOnly ? status.userID.rawValue : nil)
     }
 
     func dropUsageRecord() { file.releaseUsageRecords() }
