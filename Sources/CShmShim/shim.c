@@ -373,19 +373,21 @@ static void shm_shim_bus_install(void) {
     if (sigaction(SIGBUS, &action, &shm_shim_previous_bus) == -1) shm_shim_bus_install_error = errno;
 }
 
+/* Back from the handler (siglongjmp): SIGBUS is still blocked on this thread (savemask 0 keeps the fast path
+ * free of a sigprocmask call), so unblock it here, count the fault, and fail with EFAULT. */
+static int shm_shim_bus_recovered(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    atomic_fetch_add(&shm_shim_bus_faults, 1);
+    return shm_shim_fail(EFAULT);
+}
+
 int shm_shim_guarded_copy(void *dst, const void *src, size_t n) {
     pthread_once(&shm_shim_bus_once, shm_shim_bus_install);
     if (shm_shim_bus_install_error != 0) return shm_shim_fail(shm_shim_bus_install_error);
-    if (sigsetjmp(shm_shim_bus_jump, 0) != 0) {
-        // Back from the handler: SIGBUS is still blocked on this thread (savemask 0 keeps the fast path
-        // free of a sigprocmask call), so unblock it here.
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGBUS);
-        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-        atomic_fetch_add(&shm_shim_bus_faults, 1);
-        return shm_shim_fail(EFAULT);
-    }
+    if (sigsetjmp(shm_shim_bus_jump, 0) != 0) return shm_shim_bus_recovered();
     shm_shim_bus_armed = 1;
     atomic_signal_fence(memory_order_seq_cst);
     memcpy(dst, src, n);
@@ -397,14 +399,7 @@ int shm_shim_guarded_copy(void *dst, const void *src, size_t n) {
 int shm_shim_guarded_add_u64(void *p, uint64_t value, int atomic) {
     pthread_once(&shm_shim_bus_once, shm_shim_bus_install);
     if (shm_shim_bus_install_error != 0) return shm_shim_fail(shm_shim_bus_install_error);
-    if (sigsetjmp(shm_shim_bus_jump, 0) != 0) {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGBUS);
-        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-        atomic_fetch_add(&shm_shim_bus_faults, 1);
-        return shm_shim_fail(EFAULT);
-    }
+    if (sigsetjmp(shm_shim_bus_jump, 0) != 0) return shm_shim_bus_recovered();
     shm_shim_bus_armed = 1;
     atomic_signal_fence(memory_order_seq_cst);
     if (atomic) {
