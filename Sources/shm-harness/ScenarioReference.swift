@@ -205,7 +205,7 @@ most CI systems set it); `--no-strict` turns it off.
 `run --tag T` (repeatable: any of them), `--filter GLOB` (repeatable; matches `classname.name`, the name or
 the file), `--shard K/N` (the K-th of N stable slices by testcase name, for CI matrices: the N reports add up
 to the whole). A run that selects nothing (no scenario file under the paths given, or tags and filters that
-match no testcase) exits 2 and says why, rather than passing with nothing run. A shard may be empty when the
+match no testcase) exits 2 and says why, rather than passing with nothing run; so do `validate` and `list`. A shard may be empty when the
 catalogue is small: that is fine (exit 0, said on stderr, an empty report) as long as the unsharded
 selection is not empty.
 

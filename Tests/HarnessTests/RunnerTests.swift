@@ -259,6 +259,16 @@ import Glibc
         let folder = try Run.harness(["run", "--junit", temporaryPath("junit.xml"), empty])
         #expect(folder.exitCode == 2)
         #expect(folder.stderr.contains("no scenario file"), "\(folder.stderr)")
+        // validate and list of nothing are no passes either (a mistyped CI path)
+        for command in ["validate", "list"] {
+            let nothing = try Run.harness([command, empty])
+            #expect(nothing.exitCode == 2, "\(command): \(nothing.stdout)")
+            #expect(nothing.stderr.contains("no scenario file"), "\(command): \(nothing.stderr)")
+            let something = try Run.harness([command, basic])
+            #expect(something.exitCode == 0, "\(command) of a real folder: \(something.stderr)")
+        }
+        let listNoTag = try Run.harness(["list", "--tag", "no-such-tag", basic])
+        #expect(listNoTag.exitCode == 2 && listNoTag.stderr.contains("--tag no-such-tag matched none"), "\(listNoTag.stderr)")
         let shardOfNothing = try Run.harness(["run", "--junit", temporaryPath("junit.xml"), "--filter", "no-such-testcase*", "--shard", "1/2", basic])
         #expect(shardOfNothing.exitCode == 2, "a shard of an empty selection is still nothing")
 

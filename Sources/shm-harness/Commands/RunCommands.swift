@@ -134,13 +134,11 @@ struct ValidateCommand: ParsableCommand {
 
     func run() throws {
         let roots = paths.isEmpty ? ["scenarios"] : paths
-        do {
-            let scenarios = try Runner.load(roots)
-            let files = Set(scenarios.map(\.file)).count
-            print("ok: \(files) file(s), \(scenarios.count) testcase(s)")
-        } catch {
-            throw CommandFailure(message: "\(error)", exitCode: 2)
-        }
+        let scenarios: [Scenario]
+        do { scenarios = try Runner.load(roots) } catch { throw CommandFailure(message: "\(error)", exitCode: 2) }
+        // Checking nothing is not a pass: a mistyped path in CI must not go green.
+        if scenarios.isEmpty { throw CommandFailure(message: "validate: no scenario file (*.yaml, *.yml) under \(roots.joined(separator: ", "))", exitCode: 2) }
+        print("ok: \(Set(scenarios.map(\.file)).count) file(s), \(scenarios.count) testcase(s)")
     }
 }
 
@@ -162,18 +160,20 @@ struct ListCommand: ParsableCommand {
 
     func run() throws {
         let roots = paths.isEmpty ? ["scenarios"] : paths
-        do {
-            let scenarios = Runner.select(try Runner.load(roots), tags: tag, filters: filter, shard: nil)
-            for s in scenarios {
-                let workers = s.workers.reduce(0) { $0 + $1.count }
-                var line = "\(s.identifier)  (\(workers) worker\(workers == 1 ? "" : "s")"
-                if !s.tags.isEmpty { line += "; tags: \(s.tags.joined(separator: ", "))" }
-                line += ")"
-                if !s.summary.isEmpty { line += "\n    \(s.summary)" }
-                print(line)
-            }
-        } catch {
-            throw CommandFailure(message: "\(error)", exitCode: 2)
+        let loaded: [Scenario]
+        do { loaded = try Runner.load(roots) } catch { throw CommandFailure(message: "\(error)", exitCode: 2) }
+        let scenarios = Runner.select(loaded, tags: tag, filters: filter, shard: nil)
+        if scenarios.isEmpty {
+            let why = RunCommand.nothingSelected(roots: roots, scenarios: loaded, tags: tag, filters: filter)
+            throw CommandFailure(message: why.replacingOccurrences(of: "; nothing was run", with: ""), exitCode: 2)
+        }
+        for s in scenarios {
+            let workers = s.workers.reduce(0) { $0 + $1.count }
+            var line = "\(s.identifier)  (\(workers) worker\(workers == 1 ? "" : "s")"
+            if !s.tags.isEmpty { line += "; tags: \(s.tags.joined(separator: ", "))" }
+            line += ")"
+            if !s.summary.isEmpty { line += "\n    \(s.summary)" }
+            print(line)
         }
     }
 }
