@@ -12,6 +12,8 @@ public struct RunEnvironment: Sendable {
     public var harnessPath: String
     /// The C worker, if built.
     public var cWorkerPath: String?
+    /// The lean Swift worker `shm-harness-worker` beside this binary, if built (else `shm-harness worker`).
+    public var swiftWorkerPath: String? = nil
     /// The Qt worker (`impl: qt`): the Qt peer's python and the embedded script, written into the work directory.
     public var qtWorker: QtWorkerLocation? = nil
     /// A private directory for plans (0700), removed at the end of the run.
@@ -37,9 +39,12 @@ public struct RunEnvironment: Sendable {
         guard mkdir(work, 0o700) == 0 else { throw SpawnError("run", "mkdir \(work)", errno) }
         chmod(work, 0o711)
         let qt = QtWorkerLocation(harnessPath: exe, workDirectory: work)
+        let swiftWorker = findSwiftWorker(beside: exe)
         return RunEnvironment(
-            harnessPath: exe, cWorkerPath: cWorker, qtWorker: qt, workDirectory: work,
-            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker, cWorkerProblem: cWorkerProblem, qtWorker: qt),
+            harnessPath: exe, cWorkerPath: cWorker, swiftWorkerPath: swiftWorker, qtWorker: qt, workDirectory: work,
+            requirements: Requirements(
+                harnessPath: exe, cWorkerPath: cWorker, cWorkerProblem: cWorkerProblem, qtWorker: qt,
+                swiftWorker: swiftWorkerCommand(swiftWorker, harnessPath: exe)),
             checkGlobalLeaks: machineLeakCheck && jobs <= 1, strict: strict)
     }
 
@@ -93,7 +98,7 @@ public struct Requirements: Sendable {
         self.cWorkerProblem = cWorkerProblem
     }
 
-    init(harnessPath: String, cWorkerPath: String?, cWorkerProblem: String? = nil, qtWorker: QtWorkerLocation? = nil) {
+    init(harnessPath: String, cWorkerPath: String?, cWorkerProblem: String? = nil, qtWorker: QtWorkerLocation? = nil, swiftWorker: [String]? = nil) {
         self.cWorkerPath = cWorkerPath
         self.cWorkerProblem = cWorkerProblem
         self.qtWorker = qtWorker
@@ -108,7 +113,7 @@ public struct Requirements: Sendable {
         } else if getpwnam("nobody") == nil {
             reasons[.secondUser] = "requires second-user: no user 'nobody' on this machine"
         } else if let probe = try? SpawnedProcess(
-            label: "probe", arguments: [harnessPath, "worker", "--user", "nobody", "--probe"],
+            label: "probe", arguments: (swiftWorker ?? [harnessPath, "worker"]) + ["--user", "nobody", "--probe"],
             environment: ProcessInfo.processInfo.environment), SpawnedProcess.exitCode(probe.wait()) == 0
         {
             secondUser = true

@@ -116,7 +116,7 @@ public struct Runner {
         var isolation = "off"
         var isolated = false
         if options.isolate {
-            switch Isolation.probe(harness: environment.harnessPath) {
+            switch Isolation.probe(harness: environment.harnessPath, swiftWorker: environment.swiftWorkerPath) {
             case nil:
                 isolated = true
                 isolation = "namespaces (private IPC namespace and /dev/shm per testcase)"

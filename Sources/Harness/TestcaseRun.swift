@@ -90,7 +90,7 @@ final class TestcaseRun {
                 do {
                     let memfd = try MemFD.create(name: "shm-harness-\(resource.id)", size: resource.size ?? 0)
                     resources[index].fd = memfd.descriptor?.rawValue
-                    setupHandles.append(MemFDHandle(resources[index], memfd: memfd))
+                    setupHandles.append(ResourceHandle.runnersMemFD(resources[index], memfd: memfd))
                 } catch {
                     return base(.errored(message: "could not make memfd \(resource.id): \(error)", type: "setup"))
                 }
@@ -300,7 +300,7 @@ final class TestcaseRun {
                 var arguments: [String]
                 switch spec.impl {
                 case .swift:
-                    arguments = [environment.harnessPath, "worker", planPath]
+                    arguments = environment.swiftWorkerCommand + [planPath]
                     if let user = spec.user { arguments += ["--user", user] }
                 case .c:
                     arguments = [environment.cWorkerPath ?? "shmh-worker", planPath]
@@ -309,8 +309,8 @@ final class TestcaseRun {
                     // Without a Qt worker location the requirements skip qt testcases before this.
                     arguments = environment.qtWorker?.arguments(plan: planPath, user: spec.user) ?? ["qt_worker.py", planPath]
                 case .exec:
-                    // Through the worker wrapper: it dies with the runner (PDEATHSIG) and drops to the user.
-                    arguments = [environment.harnessPath, "worker"] + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
+                    // Through the lean worker: it dies with the runner (PDEATHSIG), drops to the user, then execs.
+                    arguments = environment.swiftWorkerCommand + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
                 }
                 let process = try SpawnedProcess(
                     label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd))
@@ -515,7 +515,7 @@ final class TestcaseRun {
             guard let handle = setup.handle(check.resource) else { continue }
             var temporary: ResourceHandle?
             if handle.bytes == nil {
-                let probe = handle is MemFDHandle ? handle : ResourceHandle.make(handle.spec)
+                let probe = handle.isMemFD ? handle : ResourceHandle.make(handle.spec)
                 probe.takesLocks = !everyWorkerEnded
                 do {
                     try probe.attach(readOnly: true)

@@ -1,5 +1,4 @@
 import Atomics
-import ScenarioKit
 import SharedMemoryKit
 import CShmShim
 import SystemPackage
@@ -59,7 +58,7 @@ public final class StepExecutor {
     }
 
     /// For the runner: handles it made itself (a memfd it created).
-    init(handles: [ResourceHandle], barrier: @escaping (String) throws(StepFailure) -> Void) {
+    package init(handles: [ResourceHandle], barrier: @escaping (String) throws(StepFailure) -> Void) {
         for handle in handles { self.handles[handle.spec.id] = handle }
         self.barrier = barrier
     }
@@ -87,7 +86,7 @@ public final class StepExecutor {
         }
     }
 
-    func handle(_ id: String) -> ResourceHandle? { handles[id] }
+    package func handle(_ id: String) -> ResourceHandle? { handles[id] }
 
     private func execute(_ steps: [Step]) throws(StepFailure) {
         for step in steps {
@@ -246,7 +245,7 @@ public final class StepExecutor {
         }
     }
 
-    static func littleEndian(_ bytes: [UInt8]) -> UInt64 {
+    package static func littleEndian(_ bytes: [UInt8]) -> UInt64 {
         bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     }
 
