@@ -1,3 +1,4 @@
+import CShmShim
 import Foundation
 import JUnit
 import ScenarioKit
@@ -280,7 +281,7 @@ final class TestcaseRun {
                 let steps = Self.withLockTimeouts(spec.steps, default: scenario.timeout)
                 let plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: steps)
                 let planPath = "\(planDirectory)/\(spec.name)-\(index).plan"
-                try plan.encoded().write(toFile: planPath, atomically: false, encoding: .utf8)
+                try Self.writePlan(plan.encoded(), to: planPath)
                 var env = ProcessInfo.processInfo.environment
                 env["SHM_HARNESS_WORKER"] = "\(spec.name)/\(index)"
                 env["SHM_HARNESS_RUN_TOKEN"] = token
@@ -362,6 +363,11 @@ final class TestcaseRun {
     private func superviseWorkers() {
         let deadline = Date().addingTimeInterval(scenario.timeout.seconds)
         var timedOut = false
+        // Reaping: a worker whose stdout ended has (nearly always) exited: waitpid it at once; every live worker
+        // only every 50 ms (a program may hand its stdout to a child that outlives it). A waitpid per live worker
+        // per wake-up was quadratic in the worker count (1,024 workers: a million system calls).
+        var lastSweep = UInt64(0)
+        var idleSleep: UInt32 = 100
         while workers.contains(where: { $0.process.status == nil }) {
             var fds: [pollfd] = []
             var owners: [(Int, Bool)] = []
@@ -375,7 +381,13 @@ final class TestcaseRun {
                 break
             }
             let ready = fds.isEmpty ? 0 : Glibc.poll(&fds, nfds_t(fds.count), Int32(min(left, 0.05) * 1000))
-            if fds.isEmpty { usleep(10_000) }
+            if fds.isEmpty {
+                // Every pipe ended: the workers are exiting. Look again soon, then less and less often.
+                usleep(idleSleep)
+                idleSleep = min(idleSleep * 2, 10_000)
+            } else {
+                idleSleep = 100
+            }
             if ready > 0 {
                 for (n, fd) in fds.enumerated() where fd.revents != 0 {
                     let (i, isStdout) = owners[n]
@@ -386,7 +398,10 @@ final class TestcaseRun {
                     }
                 }
             }
-            for i in workers.indices where workers[i].process.status == nil {
+            let now = UInt64(shm_shim_monotonic_ns())
+            let sweep = now &- lastSweep >= 50_000_000
+            if sweep { lastSweep = now }
+            for i in workers.indices where workers[i].process.status == nil && (sweep || workers[i].stdout.closed) {
                 if workers[i].process.poll() != nil {
                     // Drain what is left, then see whether a barrier can no longer be met.
                     for line in workers[i].stdout.read(workers[i].process.stdoutFD) { handle(line, from: i) }
