@@ -113,8 +113,13 @@ package class ResourceHandle {
         case .futex:
             if let lockProblem { throw lockProblem }
             guard let futex else { throw SharedMemoryError(.lockError, operation: "lock", detail: "not attached: the futex word is in the memory") }
-            let lock: () throws(SharedMemoryError) -> Void = if let timeout { { () throws(SharedMemoryError) in try futex.lock(timeout: timeout) } } else { futex.lock }
-            return try Self.run(operation, lock: lock, tryLock: futex.tryLock, unlock: futex.unlock)
+            // Direct calls, no closures: this is the step interpreter's hot path (closures cost allocations).
+            switch operation {
+            case .lock: if let timeout { try futex.lock(timeout: timeout) } else { try futex.lock() }
+            case .unlock: try futex.unlock()
+            case .tryLock: do throws(SharedMemoryError) { try futex.tryLock() } catch where error.code == .busy { return false }
+            }
+            return true
         case .robustMutex:
             if let lockProblem { throw lockProblem }
             guard let robust else { throw SharedMemoryError(.lockError, operation: "lock", detail: "not attached: the mutex is in the memory") }

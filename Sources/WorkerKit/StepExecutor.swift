@@ -26,9 +26,9 @@ public struct WorkerStats: Sendable {
     public var elapsedNanoseconds: UInt64 = 0
 
     /// The p-th percentile (sorted samples, index ceil(n·p) − 1), as the C worker computes it.
-    public func percentile(_ p: Double) -> UInt64? {
+    public func percentile(_ p: Double, sorted isSorted: Bool = false) -> UInt64? {
         guard !lockLatencies.isEmpty else { return nil }
-        let sorted = lockLatencies.sorted()
+        let sorted = isSorted ? lockLatencies : lockLatencies.sorted()
         let index = min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)
         return sorted[max(0, index)]
     }
@@ -36,9 +36,9 @@ public struct WorkerStats: Sendable {
 
 /// One interpreter for the step vocabulary, used by the Swift worker and by the runner's own setup.
 public final class StepExecutor {
-    private var handles: [String: ResourceHandle] = [:]
+    var handles: [String: ResourceHandle] = [:]
     private let barrier: (String) throws(StepFailure) -> Void
-    public private(set) var stats = WorkerStats()
+    public internal(set) var stats = WorkerStats()
     /// What the last `load` read, for `store-loaded`; nil before any load.
     private var loaded: UInt64?
     static let maxLatencySamples = 200_000
@@ -67,7 +67,7 @@ public final class StepExecutor {
     public func run(_ steps: [Step]) throws(StepFailure) {
         let start = Self.now()
         defer { stats.elapsedNanoseconds = Self.now() &- start }
-        try execute(steps)
+        try executeCompiled(steps)
     }
 
     /// Detaches and closes everything (the last detach of a segment destroys it, as in Qt) but a mapping whose
@@ -103,7 +103,7 @@ public final class StepExecutor {
     }
 
     /// One step, judged against its `expect-error`.
-    private func perform(_ step: Step) throws(StepFailure) {
+    func perform(_ step: Step) throws(StepFailure) {
         stats.operations += 1
         shm_shim_set_current_step_line(Int32(truncatingIfNeeded: step.location.line))
         func fail(_ error: String, _ message: String, errno: Int32? = nil) -> StepFailure {
