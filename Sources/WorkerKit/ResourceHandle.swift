@@ -199,16 +199,34 @@ final class SegmentHandle: ResourceHandle {
     override func locksChanged() { memory?.options.takesLock = takesLocks }
 
     var sharedMemory: SharedMemory? { memory }
-    override var bytes: UnsafeMutableRawBufferPointer? { memory?.data }
-    override var isReadOnly: Bool { memory?.accessMode == .readOnly }
-    override func createObject(size: Int) throws(SharedMemoryError) { try segment().create(size: size) }
-    override func attachObject(readOnly: Bool) throws(SharedMemoryError) { try segment().attach(readOnly ? .readOnly : .readWrite) }
-    override func detachObject() throws(SharedMemoryError) { try segment().detach() }
+    // The mapping as of the last create / attach / detach (only they change it): the add steps read these per
+    // step, without going through the segment object.
+    private var mapped: UnsafeMutableRawBufferPointer?
+    private var mappedReadOnly = false
+    private func remember() {
+        mapped = memory?.data
+        mappedReadOnly = memory?.accessMode == .readOnly
+    }
+    override var bytes: UnsafeMutableRawBufferPointer? { mapped }
+    override var isReadOnly: Bool { mappedReadOnly }
+    override func createObject(size: Int) throws(SharedMemoryError) {
+        defer { remember() }
+        try segment().create(size: size)
+    }
+    override func attachObject(readOnly: Bool) throws(SharedMemoryError) {
+        defer { remember() }
+        try segment().attach(readOnly ? .readOnly : .readWrite)
+    }
+    override func detachObject() throws(SharedMemoryError) {
+        defer { remember() }
+        try segment().detach()
+    }
     override func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] { try segment().read(at: offset, count: count) }
     override func write(_ bytes: [UInt8], at offset: Int) throws(SharedMemoryError) { try segment().write(bytes, at: offset) }
     override func close() {
         if memory?.isAttached == true { try? detach() }
         memory = nil
+        remember()
     }
     override func semaphoreLock(_ operation: LockOperation, timeout: Duration?) throws(SharedMemoryError) -> Bool {
         let memory = try segment()
