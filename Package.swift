@@ -74,7 +74,9 @@ let package = Package(
         .executableTarget(
             name: "shm-harness-worker",
             dependencies: ["WorkerKit"],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // The Swift runtime linked in: the dynamic loader has libc and libm to map, nothing else.
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
         .target(
             name: "ScenarioKit",
