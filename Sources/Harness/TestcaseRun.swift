@@ -163,8 +163,10 @@ final class TestcaseRun {
         var detail = detail
         if !scenario.expect.checkLeaks { removePOSIXLeftovers(of: ownKeys) }
         if scenario.expect.checkLeaks {
-            var leaked = IPCSnapshot.traces(of: ownKeys, ftokKeys: ftokKeys) + IPCSnapshot.take().objects.filter { $0.contains(token) }
-            if let snapshot { leaked += IPCSnapshot.take().added(since: snapshot) }
+            // One look at the machine for the three questions (each look lists /dev/shm and the temp folder).
+            let now = IPCSnapshot.take()
+            var leaked = IPCSnapshot.traces(of: ownKeys, ftokKeys: ftokKeys, snapshot: now) + now.objects.filter { $0.contains(token) }
+            if let snapshot { leaked += now.added(since: snapshot) }
             leaked = Array(Set(leaked)).sorted()
             if !leaked.isEmpty {
                 let message = "leaks: none: left behind: " + leaked.joined(separator: ", ")
