@@ -1,4 +1,5 @@
 import Foundation
+import WorkerKit
 
 /// `requires: second-user`: can a worker drop to 'nobody' here? Asked once, of a worker process (`--probe`),
 /// the first time a testcase needs the answer; runs without such a testcase start no probe process.

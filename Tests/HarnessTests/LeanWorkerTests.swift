@@ -22,7 +22,7 @@ import Glibc
         let maps = (try? String(contentsOfFile: "/proc/\(child.pid)/maps", encoding: .utf8)) ?? ""
         child.send("go look")
         let rest = child.remainingOutput()
-        #expect(try child.wait() == .exit(0))
+        #expect(try child.wait().exitCode == 0)
         #expect(rest.last?.hasPrefix("result {") == true && rest.last?.contains("\"ok\":true") == true, "\(rest)")
         return Set(maps.split(separator: "\n").compactMap { line in
             line.split(separator: " ", omittingEmptySubsequences: true).last.flatMap { $0.contains(".so") ? String($0) : nil }
