@@ -36,6 +36,19 @@ import Glibc
         #expect(!libraries.contains { $0.contains("Foundation") || $0.contains("icu") }, "\(libraries)")
     }
 
+    /// Whether an executable file holds Foundation's code or references it: any Foundation type's metadata or
+    /// symbol names the module `FoundationEssentials` (the lean worker links the Swift runtime statically, so
+    /// its shared libraries alone would not show Foundation linked in).
+    static func mentionsFoundation(_ path: String) throws -> Bool {
+        try Data(contentsOf: URL(fileURLWithPath: path)).range(of: Data("FoundationEssentials".utf8)) != nil
+    }
+
+    @Test func theSwiftWorkerHoldsNoFoundationCode() throws {
+        #expect(try !Self.mentionsFoundation(Self.leanWorker))
+        // negative control: the whole binary, which links Foundation
+        #expect(try Self.mentionsFoundation(Paths.harness))
+    }
+
     /// Negative control: the same check sees Foundation in `shm-harness worker` (the whole command line binary).
     @Test func theCheckSeesFoundationInTheWholeBinary() throws {
         let libraries = try Self.mappedLibraries(of: [Paths.harness, "worker"])
