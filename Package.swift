@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "SharedMemoryKit", targets: ["SharedMemoryKit"]),
         .executable(name: "shm-harness", targets: ["shm-harness"]),
         .executable(name: "shmh-worker", targets: ["shmh-worker"]),
+        .executable(name: "shm-harness-worker", targets: ["shm-harness-worker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -58,10 +59,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The worker's side, without Foundation: the scenario model, the plan format, the step executor and
+        // the worker process (a worker starts in about the time of the C worker).
+        .target(
+            name: "WorkerKit",
+            dependencies: [
+                "SharedMemoryKit", "CShmShim",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // the lean Swift worker (`impl: swift` and `impl: exec`), built beside shm-harness like shmh-worker
+        .executableTarget(
+            name: "shm-harness-worker",
+            dependencies: ["WorkerKit"],
+            swiftSettings: swiftSettings,
+            // The Swift runtime linked in: the dynamic loader has libc and libm to map, nothing else.
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        ),
         .target(
             name: "ScenarioKit",
             dependencies: [
-                "SharedMemoryKit",
+                "SharedMemoryKit", "WorkerKit",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
@@ -70,7 +90,7 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "SharedMemoryKit", "ScenarioKit", "JUnit", "CShmShim",
+                "SharedMemoryKit", "WorkerKit", "ScenarioKit", "JUnit", "CShmShim",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -79,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "shm-harness",
             dependencies: [
-                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit", "shmh-worker", "CBench",
+                "SharedMemoryKit", "ScenarioKit", "Harness", "JUnit", "shmh-worker", "shm-harness-worker", "CBench",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -1,6 +1,6 @@
 /* plan.c - the worker plan parser (format version 1, docs/worker-protocol.md), libc only.
  *
- * Follows Sources/ScenarioKit/Plan.swift: lines split on '\n' (empty lines skipped), words on ' ', fields
+ * Follows Sources/WorkerKit/Plan.swift: lines split on '\n' (empty lines skipped), words on ' ', fields
  * `name=value` with percent-encoded values, anything after `end` is ignored. As strict as the Swift decoder: a
  * field the line's kind does not take, a field given twice, a number that does not parse or is out of range, a
  * malformed hex= value, an unknown seal, a mode other than ro/rw, a signal outside 1...64 is a broken plan. */

@@ -1,5 +1,5 @@
 /* plan.h - the worker plan format, version 1 (docs/worker-protocol.md; the reference is
- * Sources/ScenarioKit/Plan.swift). Plain C11 and libc only: no libshmh, no other library. */
+ * Sources/WorkerKit/Plan.swift). Plain C11 and libc only: no libshmh, no other library. */
 #ifndef SHMH_WORKER_PLAN_H
 #define SHMH_WORKER_PLAN_H
 

@@ -6,10 +6,10 @@
  * Exit status: 0 every step did what it should, 1 a step failed its expectation, 2 broken (unreadable plan or
  * arguments), 3 not applicable here (the user to drop to cannot be switched to). `crash` kills the worker.
  *
- * Step semantics follow Sources/Harness/StepExecutor.swift: a library error is compared with the step's
+ * Step semantics follow Sources/WorkerKit/StepExecutor.swift: a library error is compared with the step's
  * expect-error (match: success); a check mismatch, an aborted barrier or an unsupported step always fails the
  * worker; a step that was expected to fail and succeeded fails with unexpected-success. Resources and locks
- * behave as Sources/Harness/ResourceHandle.swift says. */
+ * behave as Sources/WorkerKit/ResourceHandle.swift says. */
 #include "plan.h"
 #include "shmh.h"
 

@@ -72,6 +72,17 @@ int64_t cbench_futex_pair(uint32_t *word, long iterations) {
     return cbench_now_ns() - start;
 }
 
+/* The step interpreter's floor: lock / plain 64-bit add / unlock on a futex word, as a plain C loop. */
+int64_t cbench_futex_add_loop(uint32_t *word, uint64_t *counter, long iterations) {
+    int64_t start = cbench_now_ns();
+    for (long i = 0; i < iterations; i++) {
+        futex_lock(word);
+        *(volatile uint64_t *)counter += 1;
+        futex_unlock(word);
+    }
+    return cbench_now_ns() - start;
+}
+
 int64_t cbench_mutex_pair(void *mutex, long iterations) {
     int64_t start = cbench_now_ns();
     for (long i = 0; i < iterations; i++) {

@@ -40,7 +40,7 @@ struct IPCSnapshot {
     }
 
     /// What is left of these keys: key files, /dev/shm objects and named semaphores, System V objects.
-    static func traces(of keys: [NativeIPCKey], ftokKeys: Set<Int32>) -> [String] {
+    static func traces(of keys: [NativeIPCKey], ftokKeys: Set<Int32>, snapshot taken: IPCSnapshot? = nil) -> [String] {
         var found: [String] = []
         for key in keys where !key.nativeKey.isEmpty {
             if key.type.isSystemV {
@@ -52,7 +52,7 @@ struct IPCSnapshot {
                 }
             }
         }
-        let snapshot = take()
+        let snapshot = taken ?? take()
         for ipcKey in ftokKeys {
             let hex = "key 0x" + String(UInt32(bitPattern: ipcKey), radix: 16) + " "
             found += snapshot.objects.filter { $0.contains(hex) }

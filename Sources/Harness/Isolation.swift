@@ -12,12 +12,14 @@ import Glibc
 /// key files: whatever the testcase leaves, System V and POSIX objects vanish with the namespace, and
 /// testcases can run in parallel without seeing each other.
 public enum Isolation {
-    /// nil when isolation works here, else why not.
-    static func probe(harness: String) -> String? {
+    /// nil when isolation works here, else why not. Asks the lean worker (`--isolation-probe`: the same
+    /// CShmShim constructor makes the namespaces) when it is built, else `shm-harness run-one --probe`.
+    static func probe(harness: String, swiftWorker: String? = nil) -> String? {
         guard geteuid() == 0 else { return "namespaces need root" }
         var env = ProcessInfo.processInfo.environment
         env["SHM_HARNESS_ISOLATE"] = "1"
-        guard let child = try? SpawnedProcess(label: "isolation probe", arguments: [harness, "run-one", "--probe"], environment: env) else {
+        let arguments = swiftWorker.map { [$0, "--isolation-probe"] } ?? [harness, "run-one", "--probe"]
+        guard let child = try? SpawnedProcess(label: "isolation probe", arguments: arguments, environment: env) else {
             return "cannot start \(harness)"
         }
         child.closeInput()

@@ -12,6 +12,8 @@ public struct RunEnvironment: Sendable {
     public var harnessPath: String
     /// The C worker, if built.
     public var cWorkerPath: String?
+    /// The lean Swift worker `shm-harness-worker` beside this binary, if built (else `shm-harness worker`).
+    public var swiftWorkerPath: String? = nil
     /// The Qt worker (`impl: qt`): the Qt peer's python and the embedded script, written into the work directory.
     public var qtWorker: QtWorkerLocation? = nil
     /// A private directory for plans (0700), removed at the end of the run.
@@ -37,9 +39,12 @@ public struct RunEnvironment: Sendable {
         guard mkdir(work, 0o700) == 0 else { throw SpawnError("run", "mkdir \(work)", errno) }
         chmod(work, 0o711)
         let qt = QtWorkerLocation(harnessPath: exe, workDirectory: work)
+        let swiftWorker = findSwiftWorker(beside: exe)
         return RunEnvironment(
-            harnessPath: exe, cWorkerPath: cWorker, qtWorker: qt, workDirectory: work,
-            requirements: Requirements(harnessPath: exe, cWorkerPath: cWorker, cWorkerProblem: cWorkerProblem, qtWorker: qt),
+            harnessPath: exe, cWorkerPath: cWorker, swiftWorkerPath: swiftWorker, qtWorker: qt, workDirectory: work,
+            requirements: Requirements(
+                harnessPath: exe, cWorkerPath: cWorker, cWorkerProblem: cWorkerProblem, qtWorker: qt,
+                swiftWorker: swiftWorkerCommand(swiftWorker, harnessPath: exe)),
             checkGlobalLeaks: machineLeakCheck && jobs <= 1, strict: strict)
     }
 
@@ -76,6 +81,8 @@ public struct Requirements: Sendable {
     let cWorkerProblem: String?
     /// Where `impl: qt` runs (nil: nowhere, e.g. requirements given as facts in tests).
     var qtWorker: QtWorkerLocation?
+    /// second-user, when it needs a worker process to tell (root, and 'nobody' exists).
+    var secondUserProbe: SecondUserProbe? = nil
 
     /// Why a testcase cannot run here.
     public struct Unmet: Sendable, Equatable {
@@ -93,7 +100,7 @@ public struct Requirements: Sendable {
         self.cWorkerProblem = cWorkerProblem
     }
 
-    init(harnessPath: String, cWorkerPath: String?, cWorkerProblem: String? = nil, qtWorker: QtWorkerLocation? = nil) {
+    init(harnessPath: String, cWorkerPath: String?, cWorkerProblem: String? = nil, qtWorker: QtWorkerLocation? = nil, swiftWorker: [String]? = nil) {
         self.cWorkerPath = cWorkerPath
         self.cWorkerProblem = cWorkerProblem
         self.qtWorker = qtWorker
@@ -102,20 +109,16 @@ public struct Requirements: Sendable {
         let root = geteuid() == 0
         met[.root] = root
         reasons[.root] = "requires root (running as uid \(geteuid()))"
-        var secondUser = false
         if !root {
             reasons[.secondUser] = "requires second-user: only root may switch to another user"
+            met[.secondUser] = false
         } else if getpwnam("nobody") == nil {
             reasons[.secondUser] = "requires second-user: no user 'nobody' on this machine"
-        } else if let probe = try? SpawnedProcess(
-            label: "probe", arguments: [harnessPath, "worker", "--user", "nobody", "--probe"],
-            environment: ProcessInfo.processInfo.environment), SpawnedProcess.exitCode(probe.wait()) == 0
-        {
-            secondUser = true
+            met[.secondUser] = false
         } else {
-            reasons[.secondUser] = "requires second-user: 'nobody' cannot run \(harnessPath) (a directory on its path is not searchable by others)"
+            // Asked of a worker process the first time a testcase needs it (a process per run saved otherwise).
+            secondUserProbe = SecondUserProbe(command: (swiftWorker ?? [harnessPath, "worker"]) + ["--user", "nobody", "--probe"], harnessPath: harnessPath)
         }
-        met[.secondUser] = secondUser
         let shmid = shmget(IPC_PRIVATE, 4096, 0o600)
         met[.sysv] = shmid >= 0
         if shmid >= 0 { shmctl(shmid, IPC_RMID, nil) }
@@ -163,11 +166,11 @@ public struct Requirements: Sendable {
     }
 
     private func machineLacks(_ scenario: Scenario) -> String? {
-        for requirement in scenario.requires where met[requirement] != true {
-            return reasons[requirement] ?? "requires \(requirement.rawValue)"
+        for requirement in scenario.requires where !isMet(requirement) {
+            return reason(requirement) ?? "requires \(requirement.rawValue)"
         }
-        for worker in scenario.workers where worker.user != nil && met[.secondUser] != true {
-            return "worker '\(worker.name)' runs as \(worker.user!): " + (reasons[.secondUser] ?? "cannot switch users here")
+        for worker in scenario.workers where worker.user != nil && !isMet(.secondUser) {
+            return "worker '\(worker.name)' runs as \(worker.user!): " + (reason(.secondUser) ?? "cannot switch users here")
         }
         for resource in scenario.resources {
             if resource.kind == .memfd && met[.memfd] != true { return "resource '\(resource.id)': " + (reasons[.memfd] ?? "") }

@@ -116,7 +116,7 @@ public struct Runner {
         var isolation = "off"
         var isolated = false
         if options.isolate {
-            switch Isolation.probe(harness: environment.harnessPath) {
+            switch Isolation.probe(harness: environment.harnessPath, swiftWorker: environment.swiftWorkerPath) {
             case nil:
                 isolated = true
                 isolation = "namespaces (private IPC namespace and /dev/shm per testcase)"
@@ -183,7 +183,7 @@ public struct Runner {
         let context = ReportContext(hostname: MachineProperties.hostname(), timestamp: MachineProperties.timestamp(), properties: properties)
         let xml = JUnitWriter.render(results, context: context)
         // The folder must exist (`run` checks it before anything runs): a run creates no folder outside its own.
-        try xml.write(toFile: path, atomically: true, encoding: .utf8)
+        try ReportFile.write(xml, to: path)
     }
 }
 

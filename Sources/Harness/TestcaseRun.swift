@@ -1,3 +1,4 @@
+import CShmShim
 import Foundation
 import JUnit
 import ScenarioKit
@@ -90,7 +91,7 @@ final class TestcaseRun {
                 do {
                     let memfd = try MemFD.create(name: "shm-harness-\(resource.id)", size: resource.size ?? 0)
                     resources[index].fd = memfd.descriptor?.rawValue
-                    setupHandles.append(MemFDHandle(resources[index], memfd: memfd))
+                    setupHandles.append(ResourceHandle.runnersMemFD(resources[index], memfd: memfd))
                 } catch {
                     return base(.errored(message: "could not make memfd \(resource.id): \(error)", type: "setup"))
                 }
@@ -162,8 +163,10 @@ final class TestcaseRun {
         var detail = detail
         if !scenario.expect.checkLeaks { removePOSIXLeftovers(of: ownKeys) }
         if scenario.expect.checkLeaks {
-            var leaked = IPCSnapshot.traces(of: ownKeys, ftokKeys: ftokKeys) + IPCSnapshot.take().objects.filter { $0.contains(token) }
-            if let snapshot { leaked += IPCSnapshot.take().added(since: snapshot) }
+            // One look at the machine for the three questions (each look lists /dev/shm and the temp folder).
+            let now = IPCSnapshot.take()
+            var leaked = IPCSnapshot.traces(of: ownKeys, ftokKeys: ftokKeys, snapshot: now) + now.objects.filter { $0.contains(token) }
+            if let snapshot { leaked += now.added(since: snapshot) }
             leaked = Array(Set(leaked)).sorted()
             if !leaked.isEmpty {
                 let message = "leaks: none: left behind: " + leaked.joined(separator: ", ")
@@ -280,7 +283,7 @@ final class TestcaseRun {
                 let steps = Self.withLockTimeouts(spec.steps, default: scenario.timeout)
                 let plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: steps)
                 let planPath = "\(planDirectory)/\(spec.name)-\(index).plan"
-                try plan.encoded().write(toFile: planPath, atomically: false, encoding: .utf8)
+                try Self.writePlan(plan.encoded(), to: planPath)
                 var env = ProcessInfo.processInfo.environment
                 env["SHM_HARNESS_WORKER"] = "\(spec.name)/\(index)"
                 env["SHM_HARNESS_RUN_TOKEN"] = token
@@ -300,7 +303,7 @@ final class TestcaseRun {
                 var arguments: [String]
                 switch spec.impl {
                 case .swift:
-                    arguments = [environment.harnessPath, "worker", planPath]
+                    arguments = environment.swiftWorkerCommand + [planPath]
                     if let user = spec.user { arguments += ["--user", user] }
                 case .c:
                     arguments = [environment.cWorkerPath ?? "shmh-worker", planPath]
@@ -309,8 +312,8 @@ final class TestcaseRun {
                     // Without a Qt worker location the requirements skip qt testcases before this.
                     arguments = environment.qtWorker?.arguments(plan: planPath, user: spec.user) ?? ["qt_worker.py", planPath]
                 case .exec:
-                    // Through the worker wrapper: it dies with the runner (PDEATHSIG) and drops to the user.
-                    arguments = [environment.harnessPath, "worker"] + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
+                    // Through the lean worker: it dies with the runner (PDEATHSIG), drops to the user, then execs.
+                    arguments = environment.swiftWorkerCommand + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
                 }
                 let process = try SpawnedProcess(
                     label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd))
@@ -362,6 +365,11 @@ final class TestcaseRun {
     private func superviseWorkers() {
         let deadline = Date().addingTimeInterval(scenario.timeout.seconds)
         var timedOut = false
+        // Reaping: a worker whose stdout ended has (nearly always) exited: waitpid it at once; every live worker
+        // only every 50 ms (a program may hand its stdout to a child that outlives it). A waitpid per live worker
+        // per wake-up was quadratic in the worker count (1,024 workers: a million system calls).
+        var lastSweep = UInt64(0)
+        var idleSleep: UInt32 = 100
         while workers.contains(where: { $0.process.status == nil }) {
             var fds: [pollfd] = []
             var owners: [(Int, Bool)] = []
@@ -375,7 +383,13 @@ final class TestcaseRun {
                 break
             }
             let ready = fds.isEmpty ? 0 : Glibc.poll(&fds, nfds_t(fds.count), Int32(min(left, 0.05) * 1000))
-            if fds.isEmpty { usleep(10_000) }
+            if fds.isEmpty {
+                // Every pipe ended: the workers are exiting. Look again soon, then less and less often.
+                usleep(idleSleep)
+                idleSleep = min(idleSleep * 2, 10_000)
+            } else {
+                idleSleep = 100
+            }
             if ready > 0 {
                 for (n, fd) in fds.enumerated() where fd.revents != 0 {
                     let (i, isStdout) = owners[n]
@@ -386,7 +400,10 @@ final class TestcaseRun {
                     }
                 }
             }
-            for i in workers.indices where workers[i].process.status == nil {
+            let now = UInt64(shm_shim_monotonic_ns())
+            let sweep = now &- lastSweep >= 50_000_000
+            if sweep { lastSweep = now }
+            for i in workers.indices where workers[i].process.status == nil && (sweep || workers[i].stdout.closed) {
                 if workers[i].process.poll() != nil {
                     // Drain what is left, then see whether a barrier can no longer be met.
                     for line in workers[i].stdout.read(workers[i].process.stdoutFD) { handle(line, from: i) }
@@ -515,7 +532,7 @@ final class TestcaseRun {
             guard let handle = setup.handle(check.resource) else { continue }
             var temporary: ResourceHandle?
             if handle.bytes == nil {
-                let probe = handle is MemFDHandle ? handle : ResourceHandle.make(handle.spec)
+                let probe = handle.isMemFD ? handle : ResourceHandle.make(handle.spec)
                 probe.takesLocks = !everyWorkerEnded
                 do {
                     try probe.attach(readOnly: true)

@@ -24,6 +24,7 @@ int64_t cbench_now_ns(void);
 int64_t cbench_semop_pair(int semid, long iterations);                 /* semop -1/+1, SEM_UNDO */
 int64_t cbench_sem_pair(void *sem, long iterations);                   /* sem_wait / sem_post */
 int64_t cbench_futex_pair(uint32_t *word, long iterations);            /* Drepper's futex word */
+int64_t cbench_futex_add_loop(uint32_t *word, uint64_t *counter, long iterations); /* lock, add 1, unlock */
 int64_t cbench_mutex_pair(void *mutex, long iterations);               /* pthread_mutex_lock/unlock */
 int64_t cbench_ofd_pair(int fd, long iterations);                      /* F_OFD_SETLKW / F_UNLCK, byte 0 */
 int64_t cbench_sysv_attach_detach(int key, long iterations);           /* shmget + shmat + shmdt */

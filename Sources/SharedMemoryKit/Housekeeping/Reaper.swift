@@ -1,5 +1,4 @@
 import CShmShim
-import Foundation
 import SystemPackage
 
 #if canImport(Glibc)
@@ -281,14 +280,12 @@ public final class Reaper {
             _ = emit("run folder \(path)", .wouldRemove)
             return true
         }
-        do {
-            try FileManager.default.removeItem(atPath: path)
-            _ = emit("run folder \(path)", .removed)
-            return true
-        } catch {
-            _ = emit("run folder \(path)", .kept("\(error)"))
+        if let failure = HousekeepingIO.removeTree(path) {
+            _ = emit("run folder \(path)", .kept(failure))
             return false
         }
+        _ = emit("run folder \(path)", .removed)
+        return true
     }
 
     // MARK: families

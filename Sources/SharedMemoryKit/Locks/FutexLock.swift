@@ -73,6 +73,11 @@ public struct FutexLock: @unchecked Sendable {
     ///
     /// The corresponding C function is `futex(FUTEX_WAIT_BITSET)` with a `CLOCK_MONOTONIC` deadline.
     public func lock(timeout: Duration) throws(SharedMemoryError) {
+        // The uncontended case first, as lock() does: no clock read, no deadline arithmetic.
+        if word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+            recordHolder()
+            return
+        }
         try acquire(deadline: shm_shim_monotonic_ns() &+ nanoseconds(timeout), timeout: timeout)
     }
 

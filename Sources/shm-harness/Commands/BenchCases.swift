@@ -21,7 +21,7 @@ extension BenchCase {
         for kind in CounterKind.allCases {
             for processes in [2, 4, 16] { cases.append(counter(kind, processes: processes, quick: quick)) }
         }
-        return cases
+        return cases + runnerCases(quick: quick)
     }
 
     /// A shared anonymous page for in-process lock cases.

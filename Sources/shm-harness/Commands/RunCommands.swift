@@ -3,6 +3,7 @@ import Foundation
 import Harness
 import JUnit
 import ScenarioKit
+import WorkerKit
 
 #if canImport(Glibc)
 import Glibc
@@ -195,24 +196,12 @@ struct WorkerCommand: ParsableCommand {
     @Flag(help: "After dropping to --user, execute the program given after --.")
     var exec = false
 
+    /// The same command line as the lean worker `shm-harness-worker` (WorkerKit's WorkerCommandLine).
     func run() throws {
-        if probe || exec {
-            guard Harness.setParentDeathSignal() else { throw CommandFailure(message: "the runner is gone", exitCode: 2) }
-            if let user {
-                if let reason = Harness.dropPrivileges(to: user) {
-                    throw CommandFailure(message: "cannot run as \(user): \(reason)", exitCode: 3)
-                }
-                // Changing credentials clears the parent-death signal: ask again.
-                guard Harness.setParentDeathSignal() else { throw CommandFailure(message: "the runner is gone", exitCode: 2) }
-            }
-            if probe { return }
-            guard let program = arguments.first else { throw CommandFailure(message: "--exec needs a program after --", exitCode: 2) }
-            let argv = arguments.map { strdup($0) } + [nil]
-            execvp(program, argv)
-            throw CommandFailure(message: "cannot execute \(program): \(String(cString: strerror(errno)))", exitCode: 2)
-        }
-        guard arguments.count == 1 else { throw CommandFailure(message: "worker takes one plan file", exitCode: 2) }
-        throw ExitCode(WorkerProcess.main(planPath: arguments[0], user: user))
+        var line: [String] = user.map { ["--user", $0] } ?? []
+        if probe { line.append("--probe") }
+        line += exec ? ["--exec", "--"] + arguments : arguments
+        throw ExitCode(WorkerCommandLine.main(line))
     }
 }
 
@@ -230,7 +219,7 @@ struct RunOneCommand: ParsableCommand {
     @Flag(help: "Only report whether isolation works here.") var probe = false
 
     func run() throws {
-        _ = Harness.setParentDeathSignal()
+        _ = WorkerKit.setParentDeathSignal()
         if let failure = Isolation.failure() {
             throw CommandFailure(message: "isolation failed: \(failure)", exitCode: 4)
         }

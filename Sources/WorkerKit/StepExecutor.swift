@@ -1,5 +1,4 @@
 import Atomics
-import ScenarioKit
 import SharedMemoryKit
 import CShmShim
 import SystemPackage
@@ -27,9 +26,9 @@ public struct WorkerStats: Sendable {
     public var elapsedNanoseconds: UInt64 = 0
 
     /// The p-th percentile (sorted samples, index ceil(n·p) − 1), as the C worker computes it.
-    public func percentile(_ p: Double) -> UInt64? {
+    public func percentile(_ p: Double, sorted isSorted: Bool = false) -> UInt64? {
         guard !lockLatencies.isEmpty else { return nil }
-        let sorted = lockLatencies.sorted()
+        let sorted = isSorted ? lockLatencies : lockLatencies.sorted()
         let index = min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)
         return sorted[max(0, index)]
     }
@@ -37,9 +36,9 @@ public struct WorkerStats: Sendable {
 
 /// One interpreter for the step vocabulary, used by the Swift worker and by the runner's own setup.
 public final class StepExecutor {
-    private var handles: [String: ResourceHandle] = [:]
+    var handles: [String: ResourceHandle] = [:]
     private let barrier: (String) throws(StepFailure) -> Void
-    public private(set) var stats = WorkerStats()
+    public internal(set) var stats = WorkerStats()
     /// What the last `load` read, for `store-loaded`; nil before any load.
     private var loaded: UInt64?
     static let maxLatencySamples = 200_000
@@ -59,7 +58,7 @@ public final class StepExecutor {
     }
 
     /// For the runner: handles it made itself (a memfd it created).
-    init(handles: [ResourceHandle], barrier: @escaping (String) throws(StepFailure) -> Void) {
+    package init(handles: [ResourceHandle], barrier: @escaping (String) throws(StepFailure) -> Void) {
         for handle in handles { self.handles[handle.spec.id] = handle }
         self.barrier = barrier
     }
@@ -68,7 +67,7 @@ public final class StepExecutor {
     public func run(_ steps: [Step]) throws(StepFailure) {
         let start = Self.now()
         defer { stats.elapsedNanoseconds = Self.now() &- start }
-        try execute(steps)
+        try executeCompiled(steps)
     }
 
     /// Detaches and closes everything (the last detach of a segment destroys it, as in Qt) but a mapping whose
@@ -87,7 +86,7 @@ public final class StepExecutor {
         }
     }
 
-    func handle(_ id: String) -> ResourceHandle? { handles[id] }
+    package func handle(_ id: String) -> ResourceHandle? { handles[id] }
 
     private func execute(_ steps: [Step]) throws(StepFailure) {
         for step in steps {
@@ -104,7 +103,7 @@ public final class StepExecutor {
     }
 
     /// One step, judged against its `expect-error`.
-    private func perform(_ step: Step) throws(StepFailure) {
+    func perform(_ step: Step) throws(StepFailure) {
         stats.operations += 1
         shm_shim_set_current_step_line(Int32(truncatingIfNeeded: step.location.line))
         func fail(_ error: String, _ message: String, errno: Int32? = nil) -> StepFailure {
@@ -246,7 +245,7 @@ public final class StepExecutor {
         }
     }
 
-    static func littleEndian(_ bytes: [UInt8]) -> UInt64 {
+    package static func littleEndian(_ bytes: [UInt8]) -> UInt64 {
         bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     }
 

@@ -1,5 +1,4 @@
 import CShmShim
-import ScenarioKit
 import SharedMemoryKit
 import SystemPackage
 
@@ -9,8 +8,8 @@ import Glibc
 
 /// One resource as a worker (or the runner's setup) sees it: a keyed segment, a mapped file or a memfd, with
 /// the lock its scenario chose. Every access is checked (range, read-only, and for files a shrink: bus-error).
-class ResourceHandle {
-    let spec: Plan.Resource
+package class ResourceHandle {
+    package let spec: Plan.Resource
     private var futex: FutexLock?
     private var robust: RobustMutex?
     private var lockFile: LockFile?
@@ -23,7 +22,7 @@ class ResourceHandle {
     /// Whether create / attach / detach of a segment take its lock. The runner turns this off once every worker
     /// has ended: it is then the only user, and a lock a dead worker kept (a POSIX semaphore has no undo) must
     /// not hold its teardown up.
-    var takesLocks = true {
+    package var takesLocks = true {
         didSet { locksChanged() }
     }
 
@@ -31,7 +30,7 @@ class ResourceHandle {
 
     func locksChanged() {}
 
-    static func make(_ spec: Plan.Resource) -> ResourceHandle {
+    package static func make(_ spec: Plan.Resource) -> ResourceHandle {
         switch spec.kind {
         case .segment: SegmentHandle(spec)
         case .file: MappedFileHandle(spec)
@@ -45,17 +44,17 @@ class ResourceHandle {
     // MARK: what each kind provides
 
     /// The mapped bytes while attached.
-    var bytes: UnsafeMutableRawBufferPointer? { nil }
+    package var bytes: UnsafeMutableRawBufferPointer? { nil }
     var isReadOnly: Bool { false }
     func createObject(size: Int) throws(SharedMemoryError) {}
     func attachObject(readOnly: Bool) throws(SharedMemoryError) {}
     func detachObject() throws(SharedMemoryError) {}
-    func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] { [] }
+    package func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] { [] }
     func write(_ bytes: [UInt8], at offset: Int) throws(SharedMemoryError) {}
     func truncate(to size: Int) throws(SharedMemoryError) {
         throw SharedMemoryError(.invalidSize, operation: "truncate", detail: "\(spec.kind.rawValue) resources have no file size to change")
     }
-    func seal(_ seals: [Seal]) throws(SharedMemoryError) {
+    package func seal(_ seals: [Seal]) throws(SharedMemoryError) {
         throw SharedMemoryError(.sealed, operation: "seal", detail: "only a memfd takes seals")
     }
     func close() {}
@@ -71,7 +70,7 @@ class ResourceHandle {
         try openInMemoryLock(initialize: true)
     }
 
-    func attach(readOnly: Bool) throws(SharedMemoryError) {
+    package func attach(readOnly: Bool) throws(SharedMemoryError) {
         try attachObject(readOnly: readOnly)
         do throws(SharedMemoryError) { try openInMemoryLock(initialize: false) } catch { lockProblem = error }
     }
@@ -84,7 +83,7 @@ class ResourceHandle {
         return [0..<min(count, spec.lockOffset), lockEnd..<count].filter { !$0.isEmpty }
     }
 
-    func detach() throws(SharedMemoryError) {
+    package func detach() throws(SharedMemoryError) {
         futex = nil
         robust = nil
         lockProblem = nil
@@ -114,8 +113,13 @@ class ResourceHandle {
         case .futex:
             if let lockProblem { throw lockProblem }
             guard let futex else { throw SharedMemoryError(.lockError, operation: "lock", detail: "not attached: the futex word is in the memory") }
-            let lock: () throws(SharedMemoryError) -> Void = if let timeout { { () throws(SharedMemoryError) in try futex.lock(timeout: timeout) } } else { futex.lock }
-            return try Self.run(operation, lock: lock, tryLock: futex.tryLock, unlock: futex.unlock)
+            // Direct calls, no closures: this is the step interpreter's hot path (closures cost allocations).
+            switch operation {
+            case .lock: if let timeout { try futex.lock(timeout: timeout) } else { try futex.lock() }
+            case .unlock: try futex.unlock()
+            case .tryLock: do throws(SharedMemoryError) { try futex.tryLock() } catch where error.code == .busy { return false }
+            }
+            return true
         case .robustMutex:
             if let lockProblem { throw lockProblem }
             guard let robust else { throw SharedMemoryError(.lockError, operation: "lock", detail: "not attached: the mutex is in the memory") }
@@ -195,16 +199,34 @@ final class SegmentHandle: ResourceHandle {
     override func locksChanged() { memory?.options.takesLock = takesLocks }
 
     var sharedMemory: SharedMemory? { memory }
-    override var bytes: UnsafeMutableRawBufferPointer? { memory?.data }
-    override var isReadOnly: Bool { memory?.accessMode == .readOnly }
-    override func createObject(size: Int) throws(SharedMemoryError) { try segment().create(size: size) }
-    override func attachObject(readOnly: Bool) throws(SharedMemoryError) { try segment().attach(readOnly ? .readOnly : .readWrite) }
-    override func detachObject() throws(SharedMemoryError) { try segment().detach() }
+    // The mapping as of the last create / attach / detach (only they change it): the add steps read these per
+    // step, without going through the segment object.
+    private var mapped: UnsafeMutableRawBufferPointer?
+    private var mappedReadOnly = false
+    private func remember() {
+        mapped = memory?.data
+        mappedReadOnly = memory?.accessMode == .readOnly
+    }
+    override var bytes: UnsafeMutableRawBufferPointer? { mapped }
+    override var isReadOnly: Bool { mappedReadOnly }
+    override func createObject(size: Int) throws(SharedMemoryError) {
+        defer { remember() }
+        try segment().create(size: size)
+    }
+    override func attachObject(readOnly: Bool) throws(SharedMemoryError) {
+        defer { remember() }
+        try segment().attach(readOnly ? .readOnly : .readWrite)
+    }
+    override func detachObject() throws(SharedMemoryError) {
+        defer { remember() }
+        try segment().detach()
+    }
     override func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] { try segment().read(at: offset, count: count) }
     override func write(_ bytes: [UInt8], at offset: Int) throws(SharedMemoryError) { try segment().write(bytes, at: offset) }
     override func close() {
         if memory?.isAttached == true { try? detach() }
         memory = nil
+        remember()
     }
     override func semaphoreLock(_ operation: LockOperation, timeout: Duration?) throws(SharedMemoryError) -> Bool {
         let memory = try segment()
