@@ -421,7 +421,11 @@ class Worker:
         self.latencies = []
         self.start = monotonic_ns()
         self.elapsed = 0
-        self.watchdog = None      # started at the first lock with a deadline
+        self.watchdog = None      # watches lock steps with a deadline
+        # Forked before anything is attached: a child forked later inherits the worker's System V attachments
+        # (shm_nattch counts them), and Qt's last detach would then leave the segment behind.
+        if has_lock(plan["steps"]):
+            self.watchdog = Watchdog()
         self.loaded = None        # the register of load / store-loaded
 
     # --- the protocol ---
@@ -638,6 +642,10 @@ class Worker:
             seg.close()
         if self.watchdog is not None:
             self.watchdog.stop()
+
+
+def has_lock(steps):
+    return any(step.kind == "lock" or (step.kind == "repeat" and has_lock(step.body)) for step in steps)
 
 
 class Watchdog:

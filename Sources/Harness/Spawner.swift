@@ -19,7 +19,12 @@ public final class SpawnedProcess {
     /// - Parameters:
     ///   - environment: the complete environment of the child.
     ///   - inherit: descriptors the child gets at the same number (CLOEXEC cleared there).
-    public init(label: String, arguments: [String], environment: [String: String], inherit: [Int32] = []) throws(SpawnError) {
+    ///   - descriptorLimit: the child's soft RLIMIT_NOFILE (`limits: nofile`). posix_spawn cannot set one, so this
+    ///     process's own soft limit is lowered around the spawn alone (the child inherits it) and restored: only
+    ///     for a process that spawns from one thread (an isolated testcase's), where no other open can fail meanwhile.
+    public init(
+        label: String, arguments: [String], environment: [String: String], inherit: [Int32] = [], descriptorLimit: Int? = nil
+    ) throws(SpawnError) {
         self.label = label
         var inPipe: [Int32] = [-1, -1]
         var outPipe: [Int32] = [-1, -1]
@@ -62,7 +67,20 @@ public final class SpawnedProcess {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
+        var saved = rlimit()
+        var lowered = false
+        if let descriptorLimit, getrlimit(RLIMIT_NOFILE_VALUE, &saved) == 0 {
+            var limit = saved
+            limit.rlim_cur = rlim_t(descriptorLimit)
+            lowered = setrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0
+            if !lowered {
+                let error = errno
+                for fd in inPipe + outPipe + errPipe { close(fd) }
+                throw SpawnError(label, "setrlimit(RLIMIT_NOFILE, \(descriptorLimit))", error)
+            }
+        }
         let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+        if lowered { _ = setrlimit(RLIMIT_NOFILE_VALUE, &saved) }
         close(inPipe[0])
         close(outPipe[1])
         close(errPipe[1])

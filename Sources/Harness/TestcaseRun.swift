@@ -75,6 +75,13 @@ final class TestcaseRun {
             }
             return base(.skipped(message: unmet.reason))
         }
+        if let limits = scenario.limits {
+            switch Self.applyLimits(limits) {
+            case .applied: break
+            case .unavailable(let reason): return base(.skipped(message: reason))
+            case .failed(let message): return base(.errored(message: message, type: "limits"))
+            }
+        }
 
         let snapshotBefore = environment.checkGlobalLeaks ? IPCSnapshot.take() : nil
         let planDirectory = environment.workDirectory + "/\(token)"
@@ -176,7 +183,7 @@ final class TestcaseRun {
         }
         var result = base(status, detail: detail)
         result.output = workersOutput()
-        result.properties = metrics()
+        result.properties = metrics() + (scenario.limits?.properties ?? [])
         // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
         // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
         for divergence in scenario.divergences {
@@ -316,7 +323,8 @@ final class TestcaseRun {
                     arguments = environment.swiftWorkerCommand + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
                 }
                 let process = try SpawnedProcess(
-                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd))
+                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd),
+                    descriptorLimit: scenario.limits?.nofile)
                 workers.append(Worker(group: spec.name, index: index, spec: spec, process: process, barriersNamed: barriers))
             }
         }
@@ -544,7 +552,9 @@ final class TestcaseRun {
             }
             do {
                 let got = try (temporary ?? handle).read(at: check.offset, count: check.value.bytes.count)
-                if got != check.value.bytes {
+                if check.comparison == .lessThan {
+                    if let bound = Self.notBelow(got, check) { problems.append((.failure, "\(label): \(bound)")) }
+                } else if got != check.value.bytes {
                     let shown: StoredValue = if case .u64 = check.value { .u64(StepExecutor.littleEndian(got)) } else { .bytes(got) }
                     problems.append((.failure, "\(label): want \(check.value), got \(shown)"))
                 }

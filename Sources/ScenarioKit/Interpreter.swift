@@ -79,6 +79,7 @@ struct Interpreter {
             timeout: timeout, combination: combination, resources: resources, setup: setup, workers: workers,
             expect: expect, location: reader.location(node))
         scenario.divergence = value("divergence").flatMap { divergence($0) }
+        scenario.limits = value("limits").flatMap { testcaseLimits($0) }
         return scenario
     }
 
@@ -277,10 +278,15 @@ struct Interpreter {
                 }
             default:
                 for item in reader.list(entry.value, "memory") ?? [] {
-                    guard let fields = reader.mapping(item, "a memory check", allowed: ["res", "offset", "u64", "hex"]) else { continue }
+                    guard let fields = reader.mapping(item, "a memory check", allowed: ["res", "offset", "u64", "hex", "u64-less-than"]) else { continue }
                     let args = Arguments(fields)
                     guard let res = resourceRef(args["res"], item, ids: ids) else { continue }
                     let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
+                    if let bound = args["u64-less-than"] {
+                        guard let check = lessThanCheck(bound, args, item, resource: res, offset: offset) else { continue }
+                        result.memory.append(check)
+                        continue
+                    }
                     guard let stored = storedValue(args, item) else { continue }
                     result.memory.append(MemoryCheck(resource: res, offset: offset, value: stored, location: reader.location(item)))
                 }

@@ -20,6 +20,8 @@ public struct Scenario: Sendable {
     /// `divergence:` a known, deliberate difference from Qt that this scenario shows (reported with the
     /// testcase); workers may name their own.
     public var divergence: String? = nil
+    /// `limits:` kernel and descriptor limits applied inside the testcase's private namespaces (nil: none).
+    public var limits: TestcaseLimits? = nil
 
     /// Every divergence the scenario and its workers name, scenario's first.
     public var divergences: [String] {
@@ -122,6 +124,13 @@ public struct MemoryCheck: Sendable {
     public var offset: Int
     public var value: StoredValue
     public var location: SourceLocation
+    /// `u64:`/`hex:` must equal; `u64-less-than:` must be below (a catalogue negative control states that
+    /// updates must be lost this way).
+    public var comparison: MemoryComparison = .equal
+}
+
+public enum MemoryComparison: Sendable, Equatable {
+    case equal, lessThan
 }
 
 /// A value a step stores or checks: a 64-bit little-endian integer or raw bytes.

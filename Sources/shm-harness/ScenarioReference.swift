@@ -21,7 +21,7 @@ folder named `scenarios`, else the folder given to `run`) becomes the JUnit `cla
 matrix adds the combination: `counter[backend=systemv,impl=c]`. Testcase names must be unique in a run.
 
 Top-level keys: `name`, `summary`, `tags`, `requires`, `timeout`, `matrix`, `resources`, `setup`, `workers`,
-`expect`.
+`expect`, `divergence`, `limits` (see "limits: per-testcase kernel and descriptor limits").
 
 ```yaml
 name: counter                       # default: the file's stem
@@ -187,6 +187,53 @@ testcase's `<system-out>` (worker ones prefixed `worker NAME:`), so a reader see
 expected, not accepted by accident. They live in `scenarios/qt/`. A scenario that shows Qt leaving a POSIX
 segment behind says `leaks: ignore`; the runner still removes what is left under the run's own POSIX names
 (unique to the run).
+
+## limits: per-testcase kernel and descriptor limits
+`limits:` gives one testcase its own System V limits, a smaller `/dev/shm` and fewer descriptors, to show what
+fails and how when a machine runs out (`scenarios/limits/`). They are applied inside the testcase's private
+namespaces (isolation: root, `run`'s default there), in its own process, before setup and before any worker
+starts, and only there: the machine's own limits and `/dev/shm` are never touched.
+
+```yaml
+limits:
+  shmmax: 64KiB                 # kernel.shmmax of the testcase's IPC namespace: the largest System V segment
+  shmmni: 8                     # kernel.shmmni: System V segments in the namespace (1...32768)
+  sem: [250, 32000, 32, 128]    # kernel.sem: SEMMSL, SEMMNS, SEMOPM, SEMMNI (semaphore sets; every System V
+                                #   segment's lock is one set)
+  dev-shm-size: 1MiB            # the private /dev/shm tmpfs's size= (at least 4KiB: tmpfs takes 0 as no limit)
+  nofile: 32                    # the workers' soft RLIMIT_NOFILE (3...1048576; not above the hard limit)
+```
+
+| key | what it sets | how |
+|---|---|---|
+| `shmmax`, `shmmni`, `sem` | `/proc/sys/kernel/shmmax`, `shmmni`, `sem` of the testcase's IPC namespace | written, then read back: a value the kernel does not keep is an `<error type="limits">` naming the file |
+| `dev-shm-size` | the size of the testcase's own tmpfs on `/dev/shm` (POSIX segments and semaphores live there) | remounted with `size=N,mode=1777`, then checked with `statvfs` |
+| `nofile` | the soft `RLIMIT_NOFILE` of every worker process (Swift, C, Qt, exec) | set for the spawn only: the worker inherits it; every descriptor number from N up cannot be opened (`EMFILE`, which steps report as `out-of-resources` naming `EMFILE`) |
+
+A testcase with `limits:` that is not isolated (not root, `--no-isolate`, or namespaces refused) is
+`<skipped message="limits: needs the testcase's private IPC namespace and /dev/shm ...">`, in strict mode
+too: like an unmet `requires:`, it is what the machine lacks, not a piece of the build. The report carries the
+limits a testcase ran with, one `[[PROPERTY|limit.NAME=VALUE]]` line each (`limit.kernel.shmmax`,
+`limit.kernel.shmmni`, `limit.kernel.sem`, `limit.dev_shm_size`, `limit.nofile`). Values are checked when
+the file is loaded, at `FILE:LINE:COLUMN` (`limits.sem is a list of four numbers, as kernel.sem: ...`).
+
+What the limits show (each a scenario; Swift, C and, where it applies, Qt agree):
+- a System V size beyond `shmmax`: `invalid-size` (shmget's `EINVAL`; Qt's `InvalidSize`);
+- more segments than `shmmni`, or more lock semaphores than SEMMNI: `out-of-resources` (`ENOSPC`; Qt's
+  `OutOfResources`), nothing left behind;
+- a `/dev/shm` too small for a POSIX segment: the library's create fails with `out-of-resources`
+  (`posix_fallocate`), where Qt's create succeeds and its first write dies of SIGBUS
+  (`scenarios/qt/dev-shm-too-small-sigbus.yaml`);
+- too few descriptors: the open that needs one fails with `out-of-resources` naming `EMFILE`, and works again
+  once a descriptor is closed (a `lock: lockfile` holds one while attached; segments hold none once mapped).
+
+## Negative controls in the catalogue
+A scenario that proves a check can fail keeps the broken behaviour and expects it: it says so in its summary
+("NEGATIVE CONTROL") and its tags (`negative-control`), and states what must go wrong with an expectation that
+passes only then. `expect: memory:` takes `u64-less-than: N` beside `u64:` and `hex:`: the u64 at `offset`
+must be below N, so "updates must be lost" is `{res: seg, offset: 0, u64-less-than: 4}` for four unlocked
+increments; the testcase fails (`want u64 below 4, got u64 4`) if none is lost
+(`scenarios/lock/lost-update-without-lock.yaml`).
 
 ## Requires, skips and strict mode
 `requires:` lists what the machine must have: `root`, `second-user` (a uid to drop to exists and the runner

@@ -1,0 +1,100 @@
+import Yams
+
+/// `limits:` a testcase's kernel and resource limits, applied inside its private namespaces before any worker
+/// starts (docs/scenario-format.md, "limits"): System V limits of its IPC namespace, the size of its private
+/// /dev/shm, and the workers' RLIMIT_NOFILE. A testcase with limits runs only when isolated (root, `run`'s
+/// default there); elsewhere it is skipped with the reason, since the machine's own limits are not the run's
+/// to change.
+public struct TestcaseLimits: Sendable, Equatable {
+    /// `kernel.shmmax`: the largest System V segment, in bytes.
+    public var shmmax: Int?
+    /// `kernel.shmmni`: how many System V segments the namespace may hold.
+    public var shmmni: Int?
+    /// `kernel.sem`: SEMMSL (semaphores per set), SEMMNS (in all sets), SEMOPM (operations per semop), SEMMNI
+    /// (sets).
+    public var sem: [Int]?
+    /// The size of the private /dev/shm (a tmpfs `size=` option), in bytes.
+    public var devShmSize: Int?
+    /// The workers' soft RLIMIT_NOFILE: the lowest descriptor number a worker cannot open.
+    public var nofile: Int?
+
+    public init(shmmax: Int? = nil, shmmni: Int? = nil, sem: [Int]? = nil, devShmSize: Int? = nil, nofile: Int? = nil) {
+        self.shmmax = shmmax
+        self.shmmni = shmmni
+        self.sem = sem
+        self.devShmSize = devShmSize
+        self.nofile = nofile
+    }
+
+    /// The `/proc/sys` files to write in the testcase's IPC namespace, with their contents.
+    public var sysctls: [(name: String, value: String)] {
+        var out: [(String, String)] = []
+        if let shmmax { out.append(("kernel.shmmax", "\(shmmax)")) }
+        if let shmmni { out.append(("kernel.shmmni", "\(shmmni)")) }
+        if let sem { out.append(("kernel.sem", sem.map(String.init).joined(separator: " "))) }
+        return out
+    }
+
+    /// The limits as report properties (`limit.kernel.shmmax` = 65536, ...), in a fixed order.
+    public var properties: [(name: String, value: String)] {
+        sysctls.map { ("limit.\($0.name)", $0.value) }
+            + (devShmSize.map { [("limit.dev_shm_size", "\($0)")] } ?? [])
+            + (nofile.map { [("limit.nofile", "\($0)")] } ?? [])
+    }
+
+    static let keys = ["shmmax", "shmmni", "sem", "dev-shm-size", "nofile"]
+    /// IPCMNI: the most segments or semaphore sets a namespace can have (without ipcmni_extend).
+    static let ipcMNI = 32768
+    /// SEMMSL's ceiling in the kernel (SEMMSL).
+    static let semMSL = 32000
+}
+
+extension Interpreter {
+    /// `limits: {shmmax: 1MiB, shmmni: 8, sem: [250, 32000, 32, 128], dev-shm-size: 1MiB, nofile: 32}`.
+    mutating func testcaseLimits(_ node: Node) -> TestcaseLimits? {
+        guard let entries = reader.mapping(node, "limits", allowed: TestcaseLimits.keys) else { return nil }
+        if entries.isEmpty { reader.fail(node, "limits: names at least one of: \(TestcaseLimits.keys.joined(separator: ", "))") }
+        var limits = TestcaseLimits()
+        for entry in entries {
+            switch entry.key {
+            case "shmmax":
+                if let size = reader.size(entry.value, "limits.shmmax") {
+                    if size < 1 { reader.fail(entry.value, "limits.shmmax must be at least 1 byte") } else { limits.shmmax = size }
+                }
+            case "shmmni":
+                limits.shmmni = reader.int(entry.value, "limits.shmmni", range: 1...TestcaseLimits.ipcMNI)
+            case "sem":
+                limits.sem = semaphoreLimits(entry.value)
+            case "dev-shm-size":
+                // tmpfs takes size=0 as "no limit": the smallest size that limits is a page.
+                if let size = reader.size(entry.value, "limits.dev-shm-size") {
+                    if size < 4096 || size > 1 << 50 {
+                        reader.fail(entry.value, "limits.dev-shm-size must be in 4KiB...1PiB (tmpfs takes 0 as no limit), not \(size)")
+                    } else {
+                        limits.devShmSize = size
+                    }
+                }
+            default:
+                // Below 3 not even standard input, output and error fit; the kernel's nr_open default is 2^20.
+                limits.nofile = reader.int(entry.value, "limits.nofile", range: 3...(1 << 20))
+            }
+        }
+        return limits
+    }
+
+    /// `sem: [SEMMSL, SEMMNS, SEMOPM, SEMMNI]`, as `kernel.sem` lists them.
+    private mutating func semaphoreLimits(_ node: Node) -> [Int]? {
+        guard case .sequence(let sequence) = node, sequence.count == 4 else {
+            reader.fail(node, "limits.sem is a list of four numbers, as kernel.sem: [SEMMSL, SEMMNS, SEMOPM, SEMMNI] (e.g. [250, 32000, 32, 128])")
+            return nil
+        }
+        let names = ["SEMMSL", "SEMMNS", "SEMOPM", "SEMMNI"]
+        let ranges = [1...TestcaseLimits.semMSL, 1...Int(Int32.max), 1...Int(Int32.max), 1...TestcaseLimits.ipcMNI]
+        var values: [Int] = []
+        for (index, item) in sequence.enumerated() {
+            guard let value = reader.int(item, "limits.sem's \(names[index])", range: ranges[index]) else { continue }
+            values.append(value)
+        }
+        return values.count == 4 ? values : nil
+    }
+}
