@@ -35,8 +35,8 @@ final class TestcaseRun {
     let scenario: Scenario
     let environment: RunEnvironment
     let token: String
-    private var workers: [Worker] = []
-    private var problems: [(kind: Kind, message: String)] = []
+    var workers: [Worker] = []
+    var problems: [(kind: Kind, message: String)] = []
     /// The resources whose paths this run named.
     private var namedFiles: [Plan.Resource] = []
 
@@ -129,6 +129,7 @@ final class TestcaseRun {
         }
         ftokKeys.formUnion(ownKeys.compactMap { IPCSnapshot.ftokKey($0) })
         checkMemory(setup: setup, resources: resources)
+        checkOutcomes()
         return finish(verdict(), detail: problems.map(\.message).joined(separator: "\n"), setup: setup, ownKeys: ownKeys, ftokKeys: ftokKeys, snapshot: snapshotBefore)
     }
 
@@ -173,7 +174,7 @@ final class TestcaseRun {
         }
         var result = base(status, detail: detail)
         result.output = workersOutput()
-        result.properties = metrics()
+        result.properties = metrics() + outcomeProperties()
         // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
         // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
         for divergence in scenario.divergences {

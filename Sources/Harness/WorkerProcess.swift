@@ -29,6 +29,8 @@ public enum WorkerProcess {
         public var lockP90Ns: UInt64?
         public var lockP99Ns: UInt64?
         public var lockMaxNs: UInt64?
+        /// `count: NAME` steps: counter -> outcome -> how many times (absent when the plan counts nothing).
+        public var outcomes: [String: [String: Int]]? = nil
     }
 
     public static func main(planPath: String, user: String?) -> Int32 {
@@ -85,6 +87,7 @@ public enum WorkerProcess {
         result.lockP90Ns = stats.percentile(0.9)
         result.lockP99Ns = stats.percentile(0.99)
         result.lockMaxNs = stats.lockLatencies.max()
+        if !stats.tallies.isEmpty { result.outcomes = stats.tallies }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if let data = try? encoder.encode(result), let json = String(data: data, encoding: .utf8) {

@@ -64,6 +64,7 @@ struct Interpreter {
         if total > Self.maxWorkers { reader.fail(value("workers"), "\(total) worker processes; at most \(Self.maxWorkers)") }
         checkPlannedSteps(workers, node: value("workers"))
         let expect = value("expect").flatMap { expectation($0, ids: ids) } ?? ScenarioExpectation(memory: [], checkLeaks: true)
+        checkOutcomes(expect.outcomes, workers: workers, setup: setup)
 
         var classname = "scenarios"
         if let root {
@@ -264,10 +265,11 @@ struct Interpreter {
     }
 
     mutating func expectation(_ node: Node, ids: Set<String>) -> ScenarioExpectation? {
-        guard let entries = reader.mapping(node, "expect", allowed: ["memory", "leaks"]) else { return nil }
+        guard let entries = reader.mapping(node, "expect", allowed: ["memory", "leaks", "outcomes"]) else { return nil }
         var result = ScenarioExpectation(memory: [], checkLeaks: true)
         for entry in entries {
             switch entry.key {
+            case "outcomes": result.outcomes = outcomeExpectations(entry.value)
             case "leaks":
                 switch reader.string(entry.value, "leaks") {
                 case "none": result.checkLeaks = true
