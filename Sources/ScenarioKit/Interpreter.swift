@@ -116,7 +116,8 @@ struct Interpreter {
             if let node = value("key") { spec.key = reader.string(node, "key") } else {
                 spec.key = id
             }
-            if spec.key?.isEmpty == true { reader.fail(value("key"), "a segment key must not be empty") }
+            // An empty key stays empty (the runner makes only non-empty keys unique): Qt's empty key, on which
+            // create and attach fail with key-error (scenarios/keys/).
             if let key = spec.key, key.utf8.count > ScenarioLimits.keyBytes {
                 reader.fail(value("key") ?? keyNode, "the segment key is \(key.utf8.count) bytes long; at most \(ScenarioLimits.keyBytes) (Qt's object name, with the run's suffix, must fit a file name: NAME_MAX 255)")
                 spec.key = nil
