@@ -153,6 +153,8 @@ struct ListCommand: ParsableCommand {
 
     @Option(help: "Only these tags.") var tag: [String] = []
     @Option(help: "Only testcases matching this glob.") var filter: [String] = []
+    @Flag(help: "Print the catalogue as Markdown: one table per folder with each file, its testcases and its summary (the README's \"Catalogue\").")
+    var markdown = false
 
     func validate() throws {
         for glob in filter {
@@ -164,6 +166,10 @@ struct ListCommand: ParsableCommand {
         let roots = paths.isEmpty ? ["scenarios"] : paths
         do {
             let scenarios = Runner.select(try Runner.load(roots), tags: tag, filters: filter, shard: nil)
+            if markdown {
+                print(Catalogue.markdown(scenarios, base: FileManager.default.currentDirectoryPath), terminator: "")
+                return
+            }
             for s in scenarios {
                 let workers = s.workers.reduce(0) { $0 + $1.count }
                 var line = "\(s.identifier)  (\(workers) worker\(workers == 1 ? "" : "s")"
