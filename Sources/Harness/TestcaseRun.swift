@@ -235,7 +235,7 @@ final class TestcaseRun {
             case .segment:
                 if let legacy = spec.key {
                     let type: NativeIPCKey.KeyType = spec.backend == .posix ? .posixRealtime : .systemV
-                    key = NativeIPCKey.legacy(legacy.isEmpty ? "" : "\(legacy)-\(token)", type: type).toString()
+                    key = NativeIPCKey.legacy(legacy.isEmpty ? "" : "\(legacy)-\(Self.keySuffix(token))", type: type).toString()
                 }
                 path = "\(planDirectory)/\(spec.id)"
             case .file:

@@ -216,6 +216,6 @@ extension Interpreter {
     /// The error names of the contract (the library's `SharedMemoryError.Code.name` list).
     static let errorNames = [
         "permission-denied", "invalid-size", "key-error", "already-exists", "not-found", "lock-error",
-        "out-of-resources", "busy", "sealed", "bus-error", "owner-died",
+        "out-of-resources", "busy", "sealed", "bus-error", "owner-died", "unknown",
     ]
 }

@@ -119,7 +119,7 @@ struct Interpreter {
             // An empty key stays empty (the runner makes only non-empty keys unique): Qt's empty key, on which
             // create and attach fail with key-error (scenarios/keys/).
             if let key = spec.key, key.utf8.count > ScenarioLimits.keyBytes {
-                reader.fail(value("key") ?? keyNode, "the segment key is \(key.utf8.count) bytes long; at most \(ScenarioLimits.keyBytes) (Qt's object name, with the run's suffix, must fit a file name: NAME_MAX 255)")
+                reader.fail(value("key") ?? keyNode, "the segment key is \(key.utf8.count) bytes long; at most \(ScenarioLimits.keyBytes) (Qt's object name keeps the key's letters; past about 196 of them it no longer fits a file name, NAME_MAX 255)")
                 spec.key = nil
             }
         }

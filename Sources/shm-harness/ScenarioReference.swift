@@ -149,7 +149,8 @@ failing, fails the worker.
 
 Error names, shared by both workers and by the library's error type: `permission-denied`, `invalid-size`,
 `key-error`, `already-exists`, `not-found`, `lock-error`, `out-of-resources`, `busy`, `sealed`, `bus-error`,
-`owner-died` (a robust mutex whose holder died: the lock is taken and the state must be made consistent).
+`owner-died` (a robust mutex whose holder died: the lock is taken and the state must be made consistent),
+`unknown` (an error the library has no name for; Qt's UnknownError).
 
 ### Counting outcomes
 Where processes race, each one's step may end either way, and what matters is how many ended which way
