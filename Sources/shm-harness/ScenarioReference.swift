@@ -102,7 +102,10 @@ workers:
 | `memfd` | `size`, `seals` (shrink, grow, write, seal), `lock`, `lock-offset` | an anonymous memfd, sealed at setup, handed to workers by inheritance |
 
 Keys are made unique per run, so runs never collide with each other or with your own objects, and the
-report names the unique key.
+report names the unique key. The suffix (`-<run token in decimal>-<n>`) has no letters: Qt keeps only a key's
+ASCII letters in the object's name (and hashes the whole key), so the name's length is the scenario key's own,
+and a key at Qt's length limit stays at it (`scenarios/create/name-length-limit.yaml`; keys up to 256 bytes).
+`key: ""` is the empty key, which stays empty: create and attach fail with `key-error`, as in Qt.
 
 `lock:` on any resource picks what `lock`/`unlock` use: `semaphore` (segments' default), `futex` (a lock word
 inside the memory; file and memfd default), `robust-mutex` (a process-shared robust pthread mutex inside the
