@@ -238,6 +238,12 @@ static void broken_plans(void **state) {
         {"shm-harness-plan 1\nstep 1 jump\nend\n", 2},                                 /* unknown step */
         {"shm-harness-plan 1\nstep 1 repeat times=1 body=0\nend\n", 2},                /* repeat is its own line kind */
         {"shm-harness-plan 1\nstep 1\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 sleep expect-error=none,,busy\nend\n", 2},           /* an empty outcome */
+        {"shm-harness-plan 1\nstep 1 sleep expect-error=none,busy,none\nend\n", 2},      /* an outcome twice */
+        {"shm-harness-plan 1\nstep 1 sleep expect-error=busy,\nend\n", 2},               /* a trailing comma */
+        {"shm-harness-plan 1\nstep 1 sleep count=\nend\n", 2},                           /* count without a name */
+        {"shm-harness-plan 1\nrepeat 1 times=1 body=0 count=c\nend\n", 2},               /* a repeat is not counted */
+        {"shm-harness-plan 1\nresource r kind=file lock=futex count=c\nend\n", 2},       /* nor a resource */
         {"shm-harness-plan 1\nstep 1 lock\nend\n", 2},                                 /* needs res= */
         {"shm-harness-plan 1\nstep 1 lock res\nend\n", 2},                             /* a field without = */
         {"shm-harness-plan 1\nstep 1 lock res=r timeout-ns=0\nend\n", 2},              /* a timeout must be positive */
@@ -393,6 +399,31 @@ static void worker_exit_statuses(void **state) {
     assert_int_equal(run_worker("shm-harness-plan 1\nstep 1 crash signal=9\nend\n", NULL, NULL, out, sizeof out), 128 + SIGKILL);
 }
 
+/* Outcome counting: a list of accepted outcomes (none = success) and count=NAME tallies, in the result line as
+ * the Swift worker writes them (keys sorted, only what happened). */
+static void worker_outcome_counting(void **state) {
+    (void)state;
+    if (!have_worker()) skip();
+    char out[8192];
+    const char *plan = "shm-harness-plan 1\n"
+                       "repeat 1 times=3 body=2\n"
+                       "step 2 check res=nope offset=0 u64=1 expect-error=none,key-error count=probe\n"
+                       "step 3 sleep ns=1 expect-error=none,busy count=b-sleep\n"
+                       "step 4 sleep ns=1 count=probe\n"
+                       "end\n";
+    assert_int_equal(run_worker(plan, NULL, NULL, out, sizeof out), 0);
+    assert_non_null(strstr(out, ",\"ok\":true,\"ops\":7,\"outcomes\":{\"b-sleep\":{\"ok\":3},\"probe\":{\"key-error\":3,\"ok\":1}}}\n"));
+    /* an outcome the list does not accept fails the worker, worded as the Swift worker words it */
+    assert_int_equal(run_worker("shm-harness-plan 1\nstep 5 check res=nope offset=0 u64=1 expect-error=none,busy count=c\nend\n", NULL, NULL, out, sizeof out), 1);
+    assert_non_null(strstr(out, "\"message\":\"expected [none, busy], got key-error: resource: no resource nope in this plan: key-error\""));
+    assert_null(strstr(out, "outcomes"));
+    /* a list without none: success is unexpected */
+    assert_int_equal(run_worker("shm-harness-plan 1\nstep 6 sleep expect-error=busy,key-error\nend\n", NULL, NULL, out, sizeof out), 1);
+    assert_non_null(strstr(out, "\"message\":\"expected [busy, key-error], but the step succeeded\""));
+    /* a name that is neither none nor an error: a broken plan */
+    assert_int_equal(run_worker("shm-harness-plan 1\nstep 7 sleep expect-error=none,nope\nend\n", NULL, NULL, out, sizeof out), 2);
+}
+
 static void worker_barrier_protocol(void **state) {
     (void)state;
     if (!have_worker()) skip();
@@ -454,6 +485,7 @@ int main(void) {
         cmocka_unit_test(broken_plans),
         cmocka_unit_test_setup_teardown(worker_exit_statuses, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(worker_barrier_protocol, support_setup, support_teardown),
+        cmocka_unit_test_setup_teardown(worker_outcome_counting, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(worker_segment_run, support_setup, support_teardown),
     };
     return cmocka_run_group_tests_name("plan", tests, NULL, NULL);

@@ -246,6 +246,7 @@ static struct plan_step *step_append(struct step_list *list) {
 static void step_free(struct plan_step *s) {
     text_free(&s->res);
     text_free(&s->expect);
+    text_free(&s->count);
     text_free(&s->name);
     free(s->bytes);
     s->bytes = NULL;
@@ -347,6 +348,27 @@ static int parse_seals(const struct plan_text *t, unsigned int *out) {
 static int fill_step(struct parser *p, size_t number, struct plan_step *s, const struct fields *f) {
     const struct plan_text *t;
     if ((t = field(f, "expect-error")) && text_copy(t, &s->expect) == -1) return broken(p, number, "out of memory");
+    if (s->expect.s && memchr(s->expect.s, ',', s->expect.len)) {
+        /* a list of outcomes (none = success): distinct names separated by single commas */
+        const char *a = s->expect.s, *end = s->expect.s + s->expect.len;
+        while (a <= end) {
+            const char *comma = memchr(a, ',', (size_t)(end - a));
+            size_t len = comma ? (size_t)(comma - a) : (size_t)(end - a);
+            if (len == 0) return broken(p, number, "expect-error=%.80s: a list is distinct names separated by single commas", s->expect.s);
+            for (const char *b = s->expect.s; b < a;) {
+                size_t blen = strcspn(b, ",");
+                if (blen == len && memcmp(a, b, len) == 0)
+                    return broken(p, number, "expect-error=%.80s: a list is distinct names separated by single commas", s->expect.s);
+                b += blen + 1;
+            }
+            if (!comma) break;
+            a = comma + 1;
+        }
+    }
+    if ((t = field(f, "count"))) {
+        if (t->len == 0) return broken(p, number, "count= needs a name");
+        if (text_copy(t, &s->count) == -1) return broken(p, number, "out of memory");
+    }
     if (needs_res(s->kind)) {
         if (!(t = field(f, "res"))) return broken(p, number, "%s needs res=", plan_step_kind_name(s->kind));
         if (text_copy(t, &s->res) == -1) return broken(p, number, "out of memory");
@@ -492,7 +514,9 @@ static int parse_steps(struct parser *p, const struct step_line *lines, size_t n
         if (known < 0) return broken(p, l->number, "unknown step '%.*s'", nw >= 3 ? (int)(words[2].len > 40 ? 40 : words[2].len) : 0, nw >= 3 ? words[2].s : "");
         struct fields f;
         char why[200];
-        if (parse_fields(words + 3, nw - 3, step_fields(step_kinds[known].kind), &f, why, sizeof why) == -1) {
+        char allowed[64]; /* a step may also carry count= (a repeat line may not) */
+        snprintf(allowed, sizeof allowed, "%s count", step_fields(step_kinds[known].kind));
+        if (parse_fields(words + 3, nw - 3, allowed, &f, why, sizeof why) == -1) {
             fields_free(&f);
             return broken(p, l->number, "%s", why);
         }

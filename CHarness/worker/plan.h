@@ -68,7 +68,8 @@ struct plan_step {
     enum plan_step_kind kind;
     int line;                  /* the step's line in the scenario file */
     struct plan_text res;      /* s == NULL: none */
-    struct plan_text expect;   /* expect-error; s == NULL: none */
+    struct plan_text expect;   /* expect-error: a name, or a comma list (none = success); s == NULL: none */
+    struct plan_text count;    /* count=NAME: tally the step's outcome under NAME; s == NULL: none */
     struct plan_text name;     /* barrier */
     int has_size;              /* create: size given */
     int64_t size;              /* create, truncate */

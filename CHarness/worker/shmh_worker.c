@@ -73,6 +73,17 @@ static struct {
     uint64_t elapsed_ns;
 } stats;
 
+/* Outcome counting (`count=NAME` steps): one row of tallies per counter name, slot 0 for success ("ok") and
+ * slot CODE for each library error code. Set up once from the plan, so that counting a step costs an add. */
+struct counter {
+    const char *name;
+    long long tally[SHMH_ERROR_COUNT + 1];
+};
+static struct counter *counters;
+static size_t ncounters;
+static int *step_counter;       /* per plan step: its counter, or -1 */
+static unsigned *step_accepts;  /* per plan step: bit 0 success, bit CODE that error (expect-error) */
+
 /* The first failing step: what the result line reports. */
 static struct {
     int failed;
@@ -831,6 +842,66 @@ static void install_step_reporter(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
+/* The step's expect-error as the Swift worker words it: `already-exists`, or `[none, already-exists]`. */
+static const char *expect_text(const struct plan_step *step, char *buf, size_t len) {
+    if (!step->expect.s) return "success";
+    if (!memchr(step->expect.s, ',', step->expect.len)) return step->expect.s;
+    size_t used = 0;
+    buf[used++] = '[';
+    for (const char *c = step->expect.s; *c && used + 3 < len; c++) {
+        if (*c == ',') {
+            buf[used++] = ',';
+            buf[used++] = ' ';
+        } else {
+            buf[used++] = *c;
+        }
+    }
+    buf[used++] = ']';
+    buf[used] = '\0';
+    return buf;
+}
+
+/* What each step accepts and where it counts (once, before the first step). -1: a broken plan (an outcome
+ * name in an expect-error list that is not an error name). */
+static int prepare_outcomes(char *why, size_t whylen) {
+    step_counter = calloc(plan.nsteps ? plan.nsteps : 1, sizeof *step_counter);
+    step_accepts = calloc(plan.nsteps ? plan.nsteps : 1, sizeof *step_accepts);
+    counters = calloc(plan.nsteps ? plan.nsteps : 1, sizeof *counters);
+    if (!step_counter || !step_accepts || !counters) return snprintf(why, whylen, "out of memory"), -1;
+    for (size_t i = 0; i < plan.nsteps; i++) {
+        const struct plan_step *step = &plan.steps[i];
+        step_counter[i] = -1;
+        if (!step->expect.s) {
+            step_accepts[i] = 1u;
+        } else if (!memchr(step->expect.s, ',', step->expect.len)) {
+            enum shmh_error code = shmh_error_from_name(step->expect.s);
+            step_accepts[i] = code ? 1u << code : 0u; /* an unknown name matches no error: the step fails */
+        } else {
+            for (const char *a = step->expect.s; *a;) {
+                size_t len = strcspn(a, ",");
+                char name[64];
+                snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), a);
+                enum shmh_error code = shmh_error_from_name(name);
+                if (strcmp(name, "none") == 0) step_accepts[i] |= 1u;
+                else if (code) step_accepts[i] |= 1u << code;
+                else return snprintf(why, whylen, "step at line %d: expect-error=%s: '%s' is neither none nor an error name", step->line, step->expect.s, name), -1;
+                a += len + (a[len] == ',');
+            }
+        }
+        if (!step->count.s) continue;
+        size_t c = 0;
+        while (c < ncounters && strcmp(counters[c].name, step->count.s) != 0) c++;
+        if (c == ncounters) counters[ncounters++].name = step->count.s;
+        step_counter[i] = (int)c;
+    }
+    return 0;
+}
+
+static void tally(const struct plan_step *step, int slot) {
+    int c = step_counter[step - plan.steps];
+    if (c >= 0) counters[c].tally[slot]++;
+}
+
 /* StepExecutor.perform: one step and its expectation; -1 ends the run. */
 static int perform(const struct plan_step *step) {
     stats.ops++;
@@ -838,11 +909,14 @@ static int perform(const struct plan_step *step) {
     struct outcome o;
     o.kind = OUT_OK;
     o.message[0] = '\0';
+    unsigned accepts = step_accepts[step - plan.steps];
+    char shown[256];
     if (act(step, &o) == 0 || o.kind == OUT_OK) {
-        if (step->expect.s) {
-            fail_worker(step, "unexpected-success", 0, "expected %s, but the step succeeded", step->expect.s);
+        if (!(accepts & 1u)) {
+            fail_worker(step, "unexpected-success", 0, "expected %s, but the step succeeded", expect_text(step, shown, sizeof shown));
             return -1;
         }
+        tally(step, 0);
         return 0;
     }
     switch (o.kind) {
@@ -852,10 +926,11 @@ static int perform(const struct plan_step *step) {
             fail_worker(step, name, o.err, "%s", o.message);
             return -1;
         }
-        if (strcmp(name, step->expect.s) != 0) {
-            fail_worker(step, name, o.err, "expected %s, got %s: %s", step->expect.s, name, o.message);
+        if ((unsigned)o.code > SHMH_ERROR_COUNT || !(accepts & (1u << o.code))) {
+            fail_worker(step, name, o.err, "expected %s, got %s: %s", expect_text(step, shown, sizeof shown), name, o.message);
             return -1;
         }
+        tally(step, (int)o.code);
         return 0;
     }
     case OUT_MISMATCH: fail_worker(step, "check-mismatch", 0, "%s", o.message); return -1;
@@ -954,6 +1029,50 @@ static void json_string(FILE *out, const char *s) {
     fputc('"', out);
 }
 
+static int cmp_counter(const void *a, const void *b) {
+    return strcmp((*(const struct counter *const *)a)->name, (*(const struct counter *const *)b)->name);
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* `,"outcomes":{"NAME":{"OUTCOME":N,...},...}`, keys sorted and only what happened (as the Swift worker's
+ * JSONEncoder writes its dictionary); nothing when no counted step ran. */
+static void print_outcomes(FILE *out) {
+    const struct counter *used[ncounters ? ncounters : 1];
+    size_t n = 0;
+    for (size_t c = 0; c < ncounters; c++)
+        for (int k = 0; k <= SHMH_ERROR_COUNT; k++)
+            if (counters[c].tally[k]) {
+                used[n++] = &counters[c];
+                break;
+            }
+    if (!n) return;
+    qsort(used, n, sizeof *used, cmp_counter);
+    fputs(",\"outcomes\":{", out);
+    for (size_t c = 0; c < n; c++) {
+        const char *names[SHMH_ERROR_COUNT + 1];
+        long long counts[SHMH_ERROR_COUNT + 1];
+        size_t m = 0;
+        for (int k = 0; k <= SHMH_ERROR_COUNT; k++)
+            if (used[c]->tally[k]) names[m++] = k == 0 ? "ok" : shmh_error_name((enum shmh_error)k);
+        qsort(names, m, sizeof *names, cmp_name);
+        for (size_t j = 0; j < m; j++) {
+            enum shmh_error code = strcmp(names[j], "ok") == 0 ? SHMH_OK : shmh_error_from_name(names[j]);
+            counts[j] = used[c]->tally[code];
+        }
+        if (c) fputc(',', out);
+        json_string(out, used[c]->name);
+        fputs(":{", out);
+        for (size_t j = 0; j < m; j++) {
+            if (j) fputc(',', out);
+            json_string(out, names[j]);
+            fprintf(out, ":%lld", counts[j]);
+        }
+        fputc('}', out);
+    }
+    fputc('}', out);
+}
+
 /* `result {json}`: the Swift worker's keys, sorted, absent ones left out. */
 static void print_result(void) {
     size_t n = stats.nlatencies;
@@ -982,6 +1101,7 @@ static void print_result(void) {
         json_string(out, failure.message);
     }
     fprintf(out, ",\"ok\":%s,\"ops\":%lld", failure.failed ? "false" : "true", stats.ops);
+    print_outcomes(out);
     if (failure.failed) {
         fputs(",\"step\":", out);
         json_string(out, failure.step);
@@ -1109,6 +1229,12 @@ int main(int argc, char **argv) {
         else if (r->path.s) snprintf(st->object, sizeof st->object, "%s", r->path.s);
         else snprintf(st->object, sizeof st->object, "memfd:%s", r->id.s);
     }
+    char why[512];
+    if (prepare_outcomes(why, sizeof why) == -1) {
+        fprintf(stderr, "shmh-worker: %s: %s\n", plan_path, why);
+        plan_free(&plan);
+        return 2;
+    }
     install_step_reporter();
     uint64_t start = now_ns();
     execute(0, plan.nsteps);
@@ -1116,6 +1242,9 @@ int main(int argc, char **argv) {
     close_all();
     print_result();
     free(stats.latencies);
+    free(counters);
+    free(step_counter);
+    free(step_accepts);
     free(states);
     plan_free(&plan);
     return failure.failed ? 1 : 0;

@@ -140,11 +140,20 @@ RESOURCE_FIELDS = {"kind", "key", "size", "lock", "lock-offset", "path", "fd", "
 
 
 class Step:
-    __slots__ = ("line", "kind", "f", "expect", "body", "times", "for_ns", "value")
+    __slots__ = ("line", "kind", "f", "expect", "body", "times", "for_ns", "value", "accepts", "count")
 
     def __init__(self, line, kind, f, expect):
         self.line, self.kind, self.f, self.expect = line, kind, f, expect
         self.body, self.times, self.for_ns, self.value = None, None, None, None
+        # The outcomes the step may end in ("ok": success): expect-error absent, one name, or a comma list
+        # in which "none" is success. `count=NAME` tallies the outcome under NAME.
+        self.accepts, self.count = {"ok"} if expect is None else {expect}, f.get("count")
+
+    def shown(self):
+        """expect-error as the other workers word it: `already-exists` or `[none, already-exists]`."""
+        if self.expect is None:
+            return "success"
+        return "[" + ", ".join(self.expect.split(",")) + "]" if "," in self.expect else self.expect
 
 
 def parse_plan(text):
@@ -232,8 +241,16 @@ def parse_steps(items, cursor, count, resources):
         if len(words) < 3 or words[2] not in STEP_FIELDS:
             raise BrokenPlan(number, "unknown step %r" % (words[2] if len(words) > 2 else ""))
         kind = words[2]
-        f = fields_of(words[3:], number, STEP_FIELDS[kind] | {"expect-error"})
+        f = fields_of(words[3:], number, STEP_FIELDS[kind] | {"expect-error", "count"})
         step = Step(line, kind, f, f.get("expect-error"))
+        if step.expect is not None and "," in step.expect:
+            names = step.expect.split(",")
+            if "" in names or len(set(names)) != len(names):
+                raise BrokenPlan(number, "expect-error=%s: a list is distinct names separated by single commas"
+                                 % step.expect)
+            step.accepts = {"ok" if name == "none" else name for name in names}
+        if "count" in f and not f["count"]:
+            raise BrokenPlan(number, "count= needs a name")
         if "res" in STEP_FIELDS[kind]:
             if "res" not in f:
                 raise BrokenPlan(number, "%s needs res=" % kind)
@@ -421,12 +438,12 @@ class Worker:
         self.latencies = []
         self.start = monotonic_ns()
         self.elapsed = 0
-        self.watchdog = None      # watches lock steps with a deadline
-        # Forked before anything is attached: a child forked later inherits the worker's System V attachments
-        # (shm_nattch counts them), and Qt's last detach would then leave the segment behind.
-        if has_lock(plan["steps"]):
-            self.watchdog = Watchdog()
+        # The watchdog is forked before the first step: a child forked while a segment is attached inherits the
+        # attachment (System V counts it in shm_nattch, a POSIX mapping shows in its /proc/PID/maps), so the
+        # library's last detach elsewhere would see a user that is not there and leave the segment behind.
+        self.watchdog = Watchdog() if needs_watchdog(plan["steps"]) else None
         self.loaded = None        # the register of load / store-loaded
+        self.tallies = {}         # count=NAME steps: name -> outcome -> how many times
 
     # --- the protocol ---
 
@@ -472,11 +489,18 @@ class Worker:
         except StepError as error:
             if error.name in ("check-mismatch", "barrier-aborted", "unsupported") or step.expect is None:
                 raise Failure(step, error.name, error.message)
-            if error.name != step.expect:
-                raise Failure(step, error.name, "expected %s, got %s: %s" % (step.expect, error.name, error.message))
+            if error.name not in step.accepts or error.name == "ok":
+                raise Failure(step, error.name, "expected %s, got %s: %s" % (step.shown(), error.name, error.message))
+            self.tally(step, error.name)
             return
-        if step.expect is not None:
-            raise Failure(step, "unexpected-success", "expected %s, but the step succeeded" % step.expect)
+        if "ok" not in step.accepts:
+            raise Failure(step, "unexpected-success", "expected %s, but the step succeeded" % step.shown())
+        self.tally(step, "ok")
+
+    def tally(self, step, outcome):
+        if step.count is not None:
+            counter = self.tallies.setdefault(step.count, {})
+            counter[outcome] = counter.get(outcome, 0) + 1
 
     def act(self, step):
         kind, f = step.kind, step.f
@@ -632,6 +656,8 @@ class Worker:
                 return ordered[max(0, int(index))]
             result.update(lockP50Ns=percentile(0.5), lockP90Ns=percentile(0.9), lockP99Ns=percentile(0.99),
                           lockMaxNs=ordered[-1])
+        if self.tallies:
+            result["outcomes"] = {name: dict(counts) for name, counts in self.tallies.items()}
         if failure is not None:
             result.update(line=failure.step.line, step=failure.step.kind, error=failure.error,
                           message=failure.message)
@@ -644,8 +670,14 @@ class Worker:
             self.watchdog.stop()
 
 
-def has_lock(steps):
-    return any(step.kind == "lock" or (step.kind == "repeat" and has_lock(step.body)) for step in steps)
+def needs_watchdog(steps):
+    """Whether a plan has a timed lock that is not expected to fail (one watched_lock() makes)."""
+    for step in steps:
+        if step.kind == "repeat" and needs_watchdog(step.body):
+            return True
+        if step.kind == "lock" and step.value is not None and step.value >= 0 and step.expect != "lock-error":
+            return True
+    return False
 
 
 class Watchdog:

@@ -36,8 +36,8 @@ final class TestcaseRun {
     let scenario: Scenario
     let environment: RunEnvironment
     let token: String
-    private var workers: [Worker] = []
-    private var problems: [(kind: Kind, message: String)] = []
+    var workers: [Worker] = []
+    var problems: [(kind: Kind, message: String)] = []
     /// The resources whose paths this run named.
     private var namedFiles: [Plan.Resource] = []
 
@@ -137,6 +137,7 @@ final class TestcaseRun {
         }
         ftokKeys.formUnion(ownKeys.compactMap { IPCSnapshot.ftokKey($0) })
         checkMemory(setup: setup, resources: resources)
+        checkOutcomes()
         return finish(verdict(), detail: problems.map(\.message).joined(separator: "\n"), setup: setup, ownKeys: ownKeys, ftokKeys: ftokKeys, snapshot: snapshotBefore)
     }
 
@@ -183,7 +184,7 @@ final class TestcaseRun {
         }
         var result = base(status, detail: detail)
         result.output = workersOutput()
-        result.properties = metrics() + (scenario.limits?.properties ?? [])
+        result.properties = metrics() + outcomeProperties() + (scenario.limits?.properties ?? [])
         // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
         // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
         for divergence in scenario.divergences {
@@ -244,7 +245,7 @@ final class TestcaseRun {
             case .segment:
                 if let legacy = spec.key {
                     let type: NativeIPCKey.KeyType = spec.backend == .posix ? .posixRealtime : .systemV
-                    key = NativeIPCKey.legacy("\(legacy)-\(token)", type: type).toString()
+                    key = NativeIPCKey.legacy(legacy.isEmpty ? "" : "\(legacy)-\(Self.keySuffix(token))", type: type).toString()
                 }
                 path = "\(planDirectory)/\(spec.id)"
             case .file:

@@ -16,24 +16,31 @@ extension Interpreter {
     }
 
     mutating func step(_ node: Node, resources: [String: ResourceSpec], inSetup: Bool, depth: Int) -> Step? {
-        let allowed = StepKind.allCases.map(\.rawValue) + ["expect-error", "steps"]
+        let allowed = StepKind.allCases.map(\.rawValue) + ["expect-error", "steps", "count"]
         let errorsBefore = reader.errors.count
         guard let entries = reader.mapping(node, "a step", allowed: allowed) else { return nil }
         // An unknown key was reported already: say nothing more about this item.
-        if reader.errors.count > errorsBefore && entries.allSatisfy({ $0.key == "expect-error" || $0.key == "steps" }) { return nil }
-        let stepEntries = entries.filter { $0.key != "expect-error" && $0.key != "steps" }
+        if reader.errors.count > errorsBefore && entries.allSatisfy({ ["expect-error", "steps", "count"].contains($0.key) }) { return nil }
+        let stepEntries = entries.filter { !["expect-error", "steps", "count"].contains($0.key) }
         guard stepEntries.count == 1, let entry = stepEntries.first, let kind = StepKind(rawValue: entry.key) else {
             reader.fail(node, stepEntries.isEmpty ? "a step needs one of: \(StepKind.allCases.map(\.rawValue).joined(separator: ", "))" : "one step per list item; found \(stepEntries.map(\.key).joined(separator: ", "))")
             return nil
         }
         let location = reader.location(entry.keyNode)
         var expectError: String?
+        var outcomes: [String]?
         if let e = entries.first(where: { $0.key == "expect-error" }) {
-            expectError = reader.string(e.value, "expect-error")
-            if let name = expectError, !Self.errorNames.contains(name) {
-                reader.fail(e.value, "unknown error '\(name)'; expected one of: \(Self.errorNames.joined(separator: ", "))")
+            if case .sequence = e.value {
+                outcomes = outcomeList(e.value)
+            } else {
+                expectError = reader.string(e.value, "expect-error")
+                if let name = expectError, !Self.errorNames.contains(name) {
+                    reader.fail(e.value, "unknown error '\(name)'; expected one of: \(Self.errorNames.joined(separator: ", "))" + (name == OutcomeName.success ? " (none alone is the default: leave expect-error out; in a list it accepts success)" : ""))
+                }
             }
         }
+        let count = entries.first(where: { $0.key == "count" }).flatMap { counterName($0.value) }
+        if count != nil && kind == .repeat { reader.fail(entries.first(where: { $0.key == "count" })?.keyNode, "count: tallies one step's outcome; put it on a step inside the repeat") }
         let nested = entries.first { $0.key == "steps" }
         if nested != nil && kind != .repeat { reader.fail(nested?.keyNode, "steps: belongs to a repeat step") }
         if inSetup && ![.create, .attach, .store, .fill, .seal, .truncate].contains(kind) {
@@ -188,7 +195,10 @@ extension Interpreter {
         }
         guard let action else { return nil }
         checkApplies(action, resources: resources, node: entry.keyNode)
-        return Step(action: action, expectError: expectError, location: location)
+        var step = Step(action: action, expectError: expectError, location: location)
+        step.outcomes = outcomes
+        step.count = count
+        return step
     }
 
     /// Steps that only make sense for some kinds of resource.
@@ -206,6 +216,6 @@ extension Interpreter {
     /// The error names of the contract (the library's `SharedMemoryError.Code.name` list).
     static let errorNames = [
         "permission-denied", "invalid-size", "key-error", "already-exists", "not-found", "lock-error",
-        "out-of-resources", "busy", "sealed", "bus-error", "owner-died",
+        "out-of-resources", "busy", "sealed", "bus-error", "owner-died", "unknown",
     ]
 }

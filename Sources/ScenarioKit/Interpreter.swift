@@ -64,6 +64,7 @@ struct Interpreter {
         if total > Self.maxWorkers { reader.fail(value("workers"), "\(total) worker processes; at most \(Self.maxWorkers)") }
         checkPlannedSteps(workers, node: value("workers"))
         let expect = value("expect").flatMap { expectation($0, ids: ids) } ?? ScenarioExpectation(memory: [], checkLeaks: true)
+        checkOutcomes(expect.outcomes, workers: workers, setup: setup)
 
         var classname = "scenarios"
         if let root {
@@ -116,9 +117,10 @@ struct Interpreter {
             if let node = value("key") { spec.key = reader.string(node, "key") } else {
                 spec.key = id
             }
-            if spec.key?.isEmpty == true { reader.fail(value("key"), "a segment key must not be empty") }
+            // An empty key stays empty (the runner makes only non-empty keys unique): Qt's empty key, on which
+            // create and attach fail with key-error (scenarios/keys/).
             if let key = spec.key, key.utf8.count > ScenarioLimits.keyBytes {
-                reader.fail(value("key") ?? keyNode, "the segment key is \(key.utf8.count) bytes long; at most \(ScenarioLimits.keyBytes) (Qt's object name, with the run's suffix, must fit a file name: NAME_MAX 255)")
+                reader.fail(value("key") ?? keyNode, "the segment key is \(key.utf8.count) bytes long; at most \(ScenarioLimits.keyBytes) (Qt's object name keeps the key's letters; past about 196 of them it no longer fits a file name, NAME_MAX 255)")
                 spec.key = nil
             }
         }
@@ -265,10 +267,11 @@ struct Interpreter {
     }
 
     mutating func expectation(_ node: Node, ids: Set<String>) -> ScenarioExpectation? {
-        guard let entries = reader.mapping(node, "expect", allowed: ["memory", "leaks"]) else { return nil }
+        guard let entries = reader.mapping(node, "expect", allowed: ["memory", "leaks", "outcomes"]) else { return nil }
         var result = ScenarioExpectation(memory: [], checkLeaks: true)
         for entry in entries {
             switch entry.key {
+            case "outcomes": result.outcomes = outcomeExpectations(entry.value)
             case "leaks":
                 switch reader.string(entry.value, "leaks") {
                 case "none": result.checkLeaks = true

@@ -145,6 +145,8 @@ public struct Plan: Sendable {
             case .crash(let signal): add("signal", "\(signal)")
             }
             if let e = step.expectError { add("expect-error", e) }
+            if let list = step.outcomes { add("expect-error", list.joined(separator: ",")) }
+            if let name = step.count { add("count", name) }
             lines.append("step \(line) \(step.action.kind.rawValue)" + (fields.isEmpty ? "" : " " + fields.joined(separator: " ")))
         }
     }
@@ -242,15 +244,16 @@ public struct Plan: Sendable {
 
     /// `name=value` words; a name outside `allowed` (plus `expect-error`), a repeated name, a word without `=` or a
     /// bad escape is a broken plan.
-    static func fields(_ words: ArraySlice<Substring>, line: Int, allowed: Set<String>) throws(ParseError) -> [String: String] {
+    /// `counted`: the line is a step's, which may carry `count` too.
+    static func fields(_ words: ArraySlice<Substring>, line: Int, allowed: Set<String>, counted: Bool = false) throws(ParseError) -> [String: String] {
         var result: [String: String] = [:]
         for word in words {
             guard let eq = word.firstIndex(of: "="), let value = decode(word[word.index(after: eq)...]) else {
                 throw ParseError(line: line, message: "bad field '\(word)'")
             }
             let name = String(word[..<eq])
-            guard allowed.contains(name) || name == "expect-error" else {
-                throw ParseError(line: line, message: "unknown field '\(name)'; expected one of: \((allowed.sorted() + ["expect-error"]).joined(separator: ", "))")
+            guard allowed.contains(name) || name == "expect-error" || (name == "count" && counted) else {
+                throw ParseError(line: line, message: "unknown field '\(name)'; expected one of: \((allowed.sorted() + ["expect-error"] + (counted ? ["count"] : [])).joined(separator: ", "))")
             }
             guard result.updateValue(value, forKey: name) == nil else { throw ParseError(line: line, message: "field '\(name)' given twice") }
         }
@@ -286,7 +289,7 @@ public struct Plan: Sendable {
             guard words.count >= 3, let kind = StepKind(rawValue: String(words[2])), kind != .repeat else {
                 throw ParseError(line: number, message: words.count >= 3 ? "unknown step '\(words[2])'" : "step LINE KIND fields…")
             }
-            let f = try fields(words.dropFirst(3), line: number, allowed: stepFields(kind))
+            let f = try fields(words.dropFirst(3), line: number, allowed: stepFields(kind), counted: true)
             func res() throws(ParseError) -> String {
                 guard let r = f["res"] else { throw ParseError(line: number, message: "\(kind.rawValue) needs res=") }
                 return r
@@ -376,7 +379,21 @@ public struct Plan: Sendable {
                 action = .compare(resource: try res(), offset: try int("offset"), with: try int("with"))
             case .repeat: throw ParseError(line: number, message: "repeat is its own line kind")
             }
-            result.append(Step(action: action, expectError: f["expect-error"], location: location))
+            var step = Step(action: action, expectError: f["expect-error"], location: location)
+            if let text = step.expectError, text.contains(",") {
+                // expect-error=none,already-exists: any of these outcomes (none: success).
+                let names = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                guard !names.contains(""), Set(names).count == names.count else {
+                    throw ParseError(line: number, message: "expect-error=\(text): a list is distinct names separated by single commas")
+                }
+                step.expectError = nil
+                step.outcomes = names
+            }
+            if let name = f["count"] {
+                guard !name.isEmpty else { throw ParseError(line: number, message: "count= needs a name") }
+                step.count = name
+            }
+            result.append(step)
         }
         if let count, result.count != count { throw ParseError(line: lines.last?.0 ?? 0, message: "a repeat body is cut short") }
         return result

@@ -74,11 +74,13 @@ extension ScenarioExpectation {
 }
 
 extension MemoryCheck {
-    package init(resource: String, offset: Int, value: StoredValue, location: SourceLocation, _: PackageAccess = .memberwise) {
+    package init(resource: String, offset: Int, value: StoredValue, location: SourceLocation, comparison: MemoryComparison = .equal,
+                 _: PackageAccess = .memberwise) {
         self.resource = resource
         self.offset = offset
         self.value = value
         self.location = location
+        self.comparison = comparison
     }
 }
 

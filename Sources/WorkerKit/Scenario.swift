@@ -117,6 +117,8 @@ public struct ScenarioExpectation: Sendable {
     public var memory: [MemoryCheck]
     /// `leaks: none` (the default) checks that the machine's IPC objects are as before the scenario.
     public var checkLeaks: Bool
+    /// `outcomes:` the tallies of `count:` steps, summed over every worker.
+    public var outcomes: [OutcomeExpectation] = []
 }
 
 public struct MemoryCheck: Sendable {
@@ -158,6 +160,11 @@ public struct Step: Sendable {
     public var action: Action
     public var expectError: String?
     public var location: SourceLocation
+    /// `expect-error: [none, already-exists]`: the outcomes the step may end in (`none`: success); nil when
+    /// `expect-error` is absent or a single name (then `expectError`). See ``Step/accepts(_:)``.
+    public var outcomes: [String]? = nil
+    /// `count: NAME`: tally this step's outcome under NAME (summed over the workers; `expect: outcomes:`).
+    public var count: String? = nil
 
     public indirect enum Action: Sendable {
         case create(resource: String, size: Int?)

@@ -24,6 +24,8 @@ public struct WorkerStats: Sendable {
     public var operations = 0
     public var lockLatencies: [UInt64] = []
     public var elapsedNanoseconds: UInt64 = 0
+    /// `count: NAME` steps: counter -> outcome (`ok` or an error name) -> how many times.
+    public var tallies: [String: [String: Int]] = [:]
 
     /// The p-th percentile (sorted samples, index ceil(n·p) − 1), as the C worker computes it.
     public func percentile(_ p: Double, sorted isSorted: Bool = false) -> UInt64? {
@@ -115,19 +117,21 @@ public final class StepExecutor {
             switch error {
             case .library(let error):
                 let errno = error.underlyingError?.rawValue
-                guard let expected = step.expectError else { throw fail(error.code.name, error.description, errno: errno) }
-                guard error.code.name == expected else {
+                guard let expected = step.expectationText else { throw fail(error.code.name, error.description, errno: errno) }
+                guard step.accepts(error.code.name) else {
                     throw fail(error.code.name, "expected \(expected), got \(error.code.name): \(error)", errno: errno)
                 }
+                if let name = step.count { stats.tallies[name, default: [:]][error.code.name, default: 0] += 1 }
                 return
             case .mismatch(let message): throw fail("check-mismatch", message)
             case .aborted(let message): throw fail("barrier-aborted", message)
             case .unsupported(let message): throw fail("unsupported", message)
             }
         }
-        if let expected = step.expectError {
-            throw fail("unexpected-success", "expected \(expected), but the step succeeded")
+        guard step.accepts(OutcomeName.ok) else {
+            throw fail("unexpected-success", "expected \(step.expectationText ?? "success"), but the step succeeded")
         }
+        if let name = step.count { stats.tallies[name, default: [:]][OutcomeName.ok, default: 0] += 1 }
     }
 
     private func resource(_ id: String) throws(Outcome) -> ResourceHandle {

@@ -27,6 +27,8 @@ public enum WorkerProcess {
         public var lockP90Ns: UInt64?
         public var lockP99Ns: UInt64?
         public var lockMaxNs: UInt64?
+        /// `count: NAME` steps: counter -> outcome -> how many times (absent when the plan counts nothing).
+        public var outcomes: [String: [String: Int]]? = nil
     }
 
     public static func main(planPath: String, user: String?) -> Int32 {
@@ -86,6 +88,7 @@ public enum WorkerProcess {
         result.lockP90Ns = sortedStats.percentile(0.9, sorted: true)
         result.lockP99Ns = sortedStats.percentile(0.99, sorted: true)
         result.lockMaxNs = sortedStats.lockLatencies.last
+        if !stats.tallies.isEmpty { result.outcomes = stats.tallies }
         print("result " + result.json)
         fflush(nil)
         return status
@@ -117,6 +120,14 @@ extension WorkerProcess.Result {
         if let message { fields.append(("message", WorkerOutput.json(message))) }
         fields.append(("ok", ok ? "true" : "false"))
         fields.append(("ops", "\(ops)"))
+        if let outcomes {
+            // {"counter":{"outcome":n,...},...}, keys sorted like the rest
+            let counters = outcomes.keys.sorted().map { name in
+                let tally = outcomes[name]!.keys.sorted().map { "\(WorkerOutput.json($0)):\(outcomes[name]![$0]!)" }
+                return "\(WorkerOutput.json(name)):{" + tally.joined(separator: ",") + "}"
+            }
+            fields.append(("outcomes", "{" + counters.joined(separator: ",") + "}"))
+        }
         if let step { fields.append(("step", WorkerOutput.json(step))) }
         return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }

@@ -102,7 +102,10 @@ workers:
 | `memfd` | `size`, `seals` (shrink, grow, write, seal), `lock`, `lock-offset` | an anonymous memfd, sealed at setup, handed to workers by inheritance |
 
 Keys are made unique per run, so runs never collide with each other or with your own objects, and the
-report names the unique key.
+report names the unique key. The suffix (`-<run token in decimal>-<n>`) has no letters: Qt keeps only a key's
+ASCII letters in the object's name (and hashes the whole key), so the name's length is the scenario key's own,
+and a key at Qt's length limit stays at it (`scenarios/create/name-length-limit.yaml`; keys up to 256 bytes).
+`key: ""` is the empty key, which stays empty: create and attach fail with `key-error`, as in Qt.
 
 `lock:` on any resource picks what `lock`/`unlock` use: `semaphore` (segments' default), `futex` (a lock word
 inside the memory; file and memfd default), `robust-mutex` (a process-shared robust pthread mutex inside the
@@ -149,7 +152,45 @@ failing, fails the worker.
 
 Error names, shared by both workers and by the library's error type: `permission-denied`, `invalid-size`,
 `key-error`, `already-exists`, `not-found`, `lock-error`, `out-of-resources`, `busy`, `sealed`, `bus-error`,
-`owner-died` (a robust mutex whose holder died: the lock is taken and the state must be made consistent).
+`owner-died` (a robust mutex whose holder died: the lock is taken and the state must be made consistent),
+`unknown` (an error the library has no name for; Qt's UnknownError).
+
+### Counting outcomes
+Where processes race, each one's step may end either way, and what matters is how many ended which way
+("exactly one create wins"). Two additions say so:
+
+- `expect-error: [none, already-exists]` (a list): the step may end in any of these; `none` is success. An
+  outcome not in the list fails the worker as usual (`expected [none, already-exists], got invalid-size: ...`).
+- `count: NAME` on any step (not on a `repeat` itself, nor in setup): tally the outcome the step ended in
+  under NAME, `ok` for success, else the error name. Several steps and workers may count under one name.
+
+The runner sums the tallies of every worker and checks them against `expect: outcomes:`; each count is exact,
+or `{min: N}`, `{max: M}`, `{min: N, max: M}`, and an outcome that happened but is not listed fails the
+testcase (it must be 0):
+
+```yaml
+workers:
+  - name: racer
+    count: 64
+    steps:
+      - barrier: go
+      - create: seg
+        expect-error: [none, already-exists]
+        count: create
+expect:
+  outcomes:
+    create: { ok: 1, already-exists: 63 }     # or already-exists: {min: 1}
+```
+
+A broken count is a failure naming the counter, the place, and what was counted:
+`expect outcomes create (FILE:LINE:COLUMN): ok: want 1, got 2; already-exists: want 63, got 62 (counted:
+already-exists=62 ok=2)`. Every tally is in the report as `[[PROPERTY|outcome.create.ok=1]]` lines (an
+expected outcome that never happened as `=0`). A worker that ends without a result line (killed, `crash:`)
+reports no tallies; the failure then says how many workers were not counted. The loader refuses, at
+`FILE:LINE:COLUMN`, an unknown outcome, one listed twice, `expect-error: none` alone (the default), a counter
+that no step counts, and an expected outcome that no counting step accepts. The Swift, C and Qt workers all
+count (`scenarios/create/race-one-creator.yaml`); for `impl: qt` a `lock` may not accept both success and
+`lock-error` (Qt's lock() cannot be abandoned).
 
 ## impl: qt - real Qt as a worker
 `impl: qt` runs the worker's plan with Qt 6 itself: `QtWorker/qt_worker.py` (embedded in the `shm-harness`

@@ -59,7 +59,7 @@ import Glibc
         ("planned steps", "workers:\n  - count: 4096\n    steps:\n" + String(repeating: "      - sleep: 1ms\n", count: 250),
          2, 3, "the workers' plans would hold 1024000 steps (each worker process gets its own plan: steps × count); at most 1000000"),
         ("key length", "resources:\n  s: {kind: segment, size: 64, key: \(String(repeating: "k", count: 300))}\nworkers:\n  - steps:\n      - attach: s\n",
-         2, 37, "the segment key is 300 bytes long; at most 128"),
+         2, 37, "the segment key is 300 bytes long; at most 256"),
         ("resource id length", "resources:\n  \(String(repeating: "r", count: 65)): {kind: memfd, size: 4096}\nworkers:\n  - steps:\n      - sleep: 1ms\n",
          2, 3, "the resource id is 65 bytes long; at most 64"),
         ("worker name length", "workers:\n  - name: \(String(repeating: "w", count: 65))\n    steps:\n      - sleep: 1ms\n",

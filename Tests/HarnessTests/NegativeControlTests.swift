@@ -41,6 +41,11 @@ import Glibc
     }
 
     static let controls: [Control] = [
+        // outcome counting: exactly one create wins (create/race-one-creator.yaml); with the first segment gone
+        // before the race a second one wins too
+        Control(
+            fixture: "race-two-winners",
+            message: [literal("expect outcomes create (\(file("race-two-winners")):29:5): ok: want 1, got 2; already-exists: want 7, got 6 (counted: already-exists=6 ok=2)")]),
         // lock exclusion: the forced interleaving loses an update every time, with no lock at all...
         Control(fixture: "lost-update", message: [memory("lost-update", "seg@0", line: 23, want: 2, got: "1")]),
         // ...and the lock/exclusion.yaml scenario without its lock steps loses it too

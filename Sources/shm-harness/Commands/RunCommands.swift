@@ -152,6 +152,8 @@ struct ListCommand: ParsableCommand {
 
     @Option(help: "Only these tags.") var tag: [String] = []
     @Option(help: "Only testcases matching this glob.") var filter: [String] = []
+    @Flag(help: "Print the catalogue as Markdown: one table per folder with each file, its testcases and its summary (the README's \"Catalogue\").")
+    var markdown = false
 
     func validate() throws {
         for glob in filter {
@@ -167,6 +169,10 @@ struct ListCommand: ParsableCommand {
         if scenarios.isEmpty {
             let why = RunCommand.nothingSelected(roots: roots, scenarios: loaded, tags: tag, filters: filter)
             throw CommandFailure(message: why.replacingOccurrences(of: "; nothing was run", with: ""), exitCode: 2)
+        }
+        if markdown {
+            print(Catalogue.markdown(scenarios, base: FileManager.default.currentDirectoryPath), terminator: "")
+            return
         }
         for s in scenarios {
             let workers = s.workers.reduce(0) { $0 + $1.count }
