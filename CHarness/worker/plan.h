@@ -53,6 +53,8 @@ enum plan_step_kind {
     PLAN_STEP_LOAD,         /* a plain 64-bit load into the worker's register */
     PLAN_STEP_STORE_LOADED, /* a plain 64-bit store of the register + value (plus=) */
     PLAN_STEP_COMPARE,      /* the u64 at offset equals the u64 at with= */
+    PLAN_STEP_SEND_FD,      /* res's descriptor (SCM_RIGHTS) to every process of group to= */
+    PLAN_STEP_RECEIVE_FD,   /* the next descriptor a peer sends becomes res */
 };
 
 /* Seal bits (the same values as libshmh's SHMH_SEAL_*). */
@@ -69,7 +71,7 @@ struct plan_step {
     int line;                  /* the step's line in the scenario file */
     struct plan_text res;      /* s == NULL: none */
     struct plan_text expect;   /* expect-error; s == NULL: none */
-    struct plan_text name;     /* barrier */
+    struct plan_text name;     /* barrier; send-fd: the group (to=) */
     int has_size;              /* create: size given */
     int64_t size;              /* create, truncate */
     int read_only;             /* attach mode=ro */
@@ -89,6 +91,13 @@ struct plan_step {
     size_t span;               /* repeat: items after this one that belong to it */
 };
 
+/* `channel GROUP INDEX fd=N`: an inherited socket connected to process INDEX of worker GROUP. */
+struct plan_channel {
+    struct plan_text group;
+    long index;
+    int fd;
+};
+
 struct plan {
     struct plan_text file;
     struct plan_text group;
@@ -97,6 +106,8 @@ struct plan {
     size_t nresources;
     struct plan_step *steps;
     size_t nsteps;
+    struct plan_channel *channels;
+    size_t nchannels;
 };
 
 /* The kind's spelling in plans and results ("try-lock"; "repeat" for both repeats). */

@@ -299,6 +299,8 @@ final class MemFDHandle: ResourceHandle {
     }
 
     override func createObject(size: Int) throws(SharedMemoryError) {
+        // share: pass: nobody inherited it; this worker makes it (and may send it).
+        if memfd == nil && spec.fd == nil { memfd = try MemFD.create(name: "shm-harness-\(spec.id)", size: size) }
         let memfd = try object()
         if try memfd.size() < size { try memfd.resize(to: size) }
         mapping = try memfd.map(.shared, writable: true)
@@ -323,6 +325,24 @@ final class MemFDHandle: ResourceHandle {
     override func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] { try mapped().read(at: offset, count: count) }
     override func write(_ bytes: [UInt8], at offset: Int) throws(SharedMemoryError) { try mapped().write(bytes, at: offset) }
     override func truncate(to size: Int) throws(SharedMemoryError) { try object().resize(to: size) }
+
+    /// The descriptor to send (`send-fd`): the one this process made, inherited or received.
+    func descriptorToSend() throws(SharedMemoryError) -> FileDescriptor {
+        guard let fd = try object().descriptor else { throw SharedMemoryError(.notFound, operation: "send-fd", detail: "memfd \(spec.id) is closed") }
+        return fd
+    }
+
+    /// A descriptor received from another worker (`receive-fd`) becomes this resource.
+    func adopt(received fd: FileDescriptor) throws(SharedMemoryError) {
+        if memfd != nil || spec.fd != nil {
+            try? fd.close()
+            throw SharedMemoryError(.alreadyExists, operation: "receive-fd", detail: "memfd \(spec.id): this worker already holds one")
+        }
+        do throws(SharedMemoryError) { memfd = try MemFD(adopting: fd, name: spec.id) } catch {
+            try? fd.close()
+            throw error
+        }
+    }
 
     override func seal(_ seals: [Seal]) throws(SharedMemoryError) {
         guard let set = MemFD.Seals(names: seals.map(\.rawValue).joined(separator: ",")) else {

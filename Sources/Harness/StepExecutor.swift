@@ -42,6 +42,8 @@ public final class StepExecutor {
     public private(set) var stats = WorkerStats()
     /// What the last `load` read, for `store-loaded`; nil before any load.
     private var loaded: UInt64?
+    /// Sockets to other workers, for `send-fd` / `receive-fd`.
+    public var channels = DescriptorChannels([])
     static let maxLatencySamples = 200_000
 
     /// What a step can end in besides success.
@@ -241,6 +243,12 @@ public final class StepExecutor {
             fflush(nil)
             kill(getpid(), signal)
             _exit(128 + signal)
+        case .sendFD(let id, let group):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try channels.send(r, to: group) }
+        case .receiveFD(let id):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try channels.receive(into: r) }
         case .repeatTimes, .repeatFor:
             break
         }

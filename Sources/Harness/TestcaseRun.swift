@@ -86,7 +86,7 @@ final class TestcaseRun {
         // memfds are made here and handed to the workers by inheritance, at the same descriptor number.
         var setupHandles: [ResourceHandle] = []
         for (index, resource) in resources.enumerated() {
-            if resource.kind == .memfd {
+            if resource.kind == .memfd && scenario.resource(resource.id)?.share != .pass {
                 do {
                     let memfd = try MemFD.create(name: "shm-harness-\(resource.id)", size: resource.size ?? 0)
                     resources[index].fd = memfd.descriptor?.rawValue
@@ -274,11 +274,16 @@ final class TestcaseRun {
     // MARK: workers
 
     private func spawnWorkers(resources: [Plan.Resource], planDirectory: String) throws {
+        // send-fd / receive-fd: a socketpair per pair of processes that pass descriptors; each worker inherits
+        // its own ends, and the runner closes its copies once all are started (a sender that ends is then EOF).
+        let channels = try DescriptorChannelSet(workers: scenario.workers)
+        defer { channels.close() }
         for spec in scenario.workers {
             let barriers = Self.barrierNames(spec.steps)
             for index in 0..<spec.count {
                 let steps = Self.withLockTimeouts(spec.steps, default: scenario.timeout)
-                let plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: steps)
+                var plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: steps)
+                plan.channels = channels.channels(of: spec.name, index)
                 let planPath = "\(planDirectory)/\(spec.name)-\(index).plan"
                 try plan.encoded().write(toFile: planPath, atomically: false, encoding: .utf8)
                 var env = ProcessInfo.processInfo.environment
@@ -313,7 +318,7 @@ final class TestcaseRun {
                     arguments = [environment.harnessPath, "worker"] + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
                 }
                 let process = try SpawnedProcess(
-                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd))
+                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd) + plan.channels.map(\.fd))
                 workers.append(Worker(group: spec.name, index: index, spec: spec, process: process, barriersNamed: barriers))
             }
         }

@@ -166,6 +166,20 @@ extension Interpreter {
                     reader.fail(value, "unknown signal '\(text)'")
                 }
             }
+        case .sendFD:
+            guard let fields = reader.mapping(value, "send-fd", allowed: ["res", "to"]) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            guard let toNode = args["to"] else {
+                reader.fail(value, "send-fd needs to: (the worker group that receives the descriptor)")
+                return nil
+            }
+            guard let group = reader.string(toNode, "to"), !group.isEmpty else {
+                reader.fail(toNode, "to: names a worker group")
+                return nil
+            }
+            action = .sendFD(resource: res, to: group)
+        case .receiveFD: action = resourceOnly("receive-fd").map { .receiveFD(resource: $0) }
         case .repeat:
             guard let body = nested else {
                 reader.fail(node, "repeat needs steps:")
@@ -199,6 +213,8 @@ extension Interpreter {
             reader.fail(node, "truncate changes a file's size; '\(id)' is a segment")
         case .seal where resource.kind != .memfd:
             reader.fail(node, "seal applies to a memfd; '\(id)' is a \(resource.kind.rawValue)")
+        case .sendFD where resource.kind != .memfd, .receiveFD where resource.kind != .memfd:
+            reader.fail(node, "\(action.kind.rawValue) passes a memfd's descriptor; '\(id)' is a \(resource.kind.rawValue)")
         default: break
         }
     }

@@ -52,6 +52,8 @@ public struct Plan: Sendable {
     public var count: Int
     public var resources: [Resource]
     public var steps: [Step]
+    /// Sockets to other workers for `send-fd` / `receive-fd` (`channel GROUP INDEX fd=N` lines).
+    public var channels: [Channel] = []
 
     public init(file: String, group: String, index: Int, count: Int, resources: [Resource], steps: [Step]) {
         self.file = file
@@ -79,6 +81,7 @@ public struct Plan: Sendable {
             if r.isPrivate { fields.append("private=1") }
             lines.append("resource \(Self.encode(r.id)) " + fields.joined(separator: " "))
         }
+        for c in channels { lines.append("channel \(Self.encode(c.group)) \(c.index) fd=\(c.fd)") }
         Self.encode(steps, into: &lines)
         lines.append("end")
         return lines.joined(separator: "\n") + "\n"
@@ -143,6 +146,10 @@ public struct Plan: Sendable {
             case .barrier(let name): add("name", name)
             case .sleep(let duration): add("ns", "\(duration.nanoseconds)")
             case .crash(let signal): add("signal", "\(signal)")
+            case .sendFD(let r, let group):
+                add("res", r)
+                add("to", group)
+            case .receiveFD(let r): add("res", r)
             }
             if let e = step.expectError { add("expect-error", e) }
             lines.append("step \(line) \(step.action.kind.rawValue)" + (fields.isEmpty ? "" : " " + fields.joined(separator: " ")))
@@ -206,6 +213,7 @@ public struct Plan: Sendable {
                     id: id, kind: kind, key: f["key"], size: try number("size", 0...Int.max), lock: lock,
                     lockOffset: try number("lock-offset", 0...Int.max) ?? 0, path: f["path"],
                     fd: try number("fd", 0...Int(Int32.max)).map { Int32($0) }, isPrivate: isPrivate))
+            case "channel": plan.channels.append(try Channel.parse(words, line: position))
             case "step", "repeat": stepLines.append((position, line))
             case "end":
                 var cursor = 0
@@ -233,6 +241,8 @@ public struct Plan: Sendable {
         case .barrier: ["name"]
         case .sleep: ["ns"]
         case .crash: ["signal"]
+        case .sendFD: ["res", "to"]
+        case .receiveFD: ["res"]
         case .repeat: ["times", "for-ns", "body"]
         case .load: ["res", "offset"]
         case .storeLoaded: ["res", "offset", "plus"]
@@ -374,6 +384,11 @@ public struct Plan: Sendable {
             case .compare:
                 _ = try required("with")
                 action = .compare(resource: try res(), offset: try int("offset"), with: try int("with"))
+            case .sendFD:
+                let group = try required("to")
+                guard !group.isEmpty else { throw ParseError(line: number, message: "send-fd needs a group to send to") }
+                action = .sendFD(resource: try res(), to: group)
+            case .receiveFD: action = .receiveFD(resource: try res())
             case .repeat: throw ParseError(line: number, message: "repeat is its own line kind")
             }
             result.append(Step(action: action, expectError: f["expect-error"], location: location))

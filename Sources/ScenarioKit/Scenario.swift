@@ -72,6 +72,9 @@ public struct ResourceSpec: Sendable {
     public var isPrivate: Bool
     public var seals: [Seal]
     public var location: SourceLocation
+    /// memfd: how workers get it: by inheritance (the runner makes it), or passed between workers over the
+    /// runner's sockets (a worker makes it and sends it with `send-fd`).
+    public var share: MemFDShare = .inherit
 
     /// The environment name part: upper-cased, `-` as `_`.
     public var environmentName: String {
@@ -178,6 +181,10 @@ public struct Step: Sendable {
         case repeatTimes(Int, [Step])
         case repeatFor(Duration, [Step])
         case crash(signal: Int32)
+        /// Sends the resource's descriptor (SCM_RIGHTS) to every process of worker group `to`.
+        case sendFD(resource: String, to: String)
+        /// Waits for a descriptor sent to this worker and adopts it as the resource.
+        case receiveFD(resource: String)
 
         /// The step's name in scenario files.
         public var kind: StepKind {
@@ -204,6 +211,8 @@ public struct Step: Sendable {
             case .sleep: .sleep
             case .repeatTimes, .repeatFor: .repeat
             case .crash: .crash
+            case .sendFD: .sendFD
+            case .receiveFD: .receiveFD
             }
         }
 
@@ -213,7 +222,7 @@ public struct Step: Sendable {
             case .create(let r, _), .attach(let r, _), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
                 .add(let r, _, _), .atomicAdd(let r, _, _), .store(let r, _, _), .check(let r, _, _), .fill(let r, _),
                 .checkFill(let r, _), .truncate(let r, _), .seal(let r, _), .touchAll(let r), .load(let r, _),
-                .storeLoaded(let r, _, _), .compare(let r, _, _):
+                .storeLoaded(let r, _, _), .compare(let r, _, _), .sendFD(let r, _), .receiveFD(let r):
                 r
             case .barrier, .sleep, .repeatTimes, .repeatFor, .crash: nil
             }
@@ -226,6 +235,7 @@ public enum StepKind: String, Sendable, CaseIterable {
     case create, attach, detach, lock, unlock, tryLock = "try-lock", add, atomicAdd = "atomic-add", store, check, fill
     case checkFill = "check-fill", truncate, seal, touchAll = "touch-all", barrier, sleep, `repeat`, crash
     case load, storeLoaded = "store-loaded", compare
+    case sendFD = "send-fd", receiveFD = "receive-fd"
 }
 
 /// Signal names and numbers (Linux).

@@ -1,0 +1,59 @@
+/// How a memfd reaches the workers: `share: inherit` (the default: the runner makes it at setup and every worker
+/// inherits it) or `share: pass` (nobody inherits it: a worker makes it with `create` and hands it to another
+/// group with `send-fd`, which takes it with `receive-fd`).
+public enum MemFDShare: String, Sendable, CaseIterable {
+    case inherit, pass
+}
+
+extension Interpreter {
+    /// `send-fd` names a group that exists, can receive (a Swift or C worker) and is not the sender alone;
+    /// `receive-fd` has a sender; a `share: pass` memfd is a worker's own (setup and `expect: memory` cannot
+    /// reach it: the runner never holds it).
+    mutating func checkDescriptorPassing(workers: [WorkerSpec], setup: [Step], expect: ScenarioExpectation, resources: [String: ResourceSpec]) {
+        let groups = Dictionary(workers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var targeted = Set<String>()
+        for worker in workers {
+            Self.walk(worker.steps) { step in
+                guard case .sendFD(_, let to) = step.action else { return }
+                guard let target = groups[to] else {
+                    reader.fail(at: step.location, "send-fd to: '\(to)' is not a worker group; groups: \(workers.map(\.name).joined(separator: ", "))")
+                    return
+                }
+                if target.impl != .swift && target.impl != .c {
+                    reader.fail(at: step.location, "send-fd to: '\(to)': an impl: \(target.impl.rawValue) worker cannot receive descriptors (Swift and C workers can)")
+                } else if to == worker.name && worker.count == 1 {
+                    reader.fail(at: step.location, "send-fd to: '\(to)' is this worker alone (count 1): a group sends to its other processes, and it has none")
+                }
+                targeted.insert(to)
+            }
+        }
+        for worker in workers where !targeted.contains(worker.name) {
+            Self.walk(worker.steps) { step in
+                if case .receiveFD = step.action {
+                    reader.fail(at: step.location, "receive-fd: no worker sends to '\(worker.name)' (send-fd: {res, to: \(worker.name)})")
+                }
+            }
+        }
+        for (id, resource) in resources where resource.share == .pass {
+            Self.walk(setup) { step in
+                if step.action.resource == id {
+                    reader.fail(at: step.location, "'\(id)' has share: pass: a worker makes it (create) and sends it; setup runs in the runner, which never holds it")
+                }
+            }
+            for check in expect.memory where check.resource == id {
+                reader.fail(at: check.location, "'\(id)' has share: pass: the runner never holds it, so expect: memory cannot read it; check it in a worker")
+            }
+        }
+    }
+
+    /// Every step, repeat bodies included.
+    static func walk(_ steps: [Step], _ body: (Step) -> Void) {
+        for step in steps {
+            body(step)
+            switch step.action {
+            case .repeatTimes(_, let inner), .repeatFor(_, let inner): walk(inner, body)
+            default: break
+            }
+        }
+    }
+}
