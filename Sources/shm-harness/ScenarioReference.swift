@@ -99,7 +99,7 @@ workers:
 |---|---|---|
 | `segment` | `backend` (systemv, posix), `key`, `size`, `lock` | a keyed segment with Qt's semantics; its lock is the segment's system semaphore, as in Qt |
 | `file` | `dir` (tmpfs, disk, runtime, or a path), `size`, `private`, `lock`, `lock-offset` | a file mapped shared (or private); `tmpfs` is /dev/shm, `disk` a disk-backed temp dir, `runtime` XDG_RUNTIME_DIR; named `<dir>/shm-harness-<id>-<token>` and removed when the testcase ends |
-| `memfd` | `size`, `seals` (shrink, grow, write, seal), `lock`, `lock-offset` | an anonymous memfd, sealed at setup, handed to workers by inheritance |
+| `memfd` | `size`, `seals` (shrink, grow, write, seal), `lock`, `lock-offset`, `share` (inherit, pass) | an anonymous memfd, sealed at setup, handed to workers by inheritance; with `share: pass` a worker makes it and passes it to others (see "Descriptor passing") |
 
 Keys are made unique per run, so runs never collide with each other or with your own objects, and the
 report names the unique key.
@@ -150,6 +150,30 @@ failing, fails the worker.
 Error names, shared by both workers and by the library's error type: `permission-denied`, `invalid-size`,
 `key-error`, `already-exists`, `not-found`, `lock-error`, `out-of-resources`, `busy`, `sealed`, `bus-error`,
 `owner-died` (a robust mutex whose holder died: the lock is taken and the state must be made consistent).
+
+## Descriptor passing: send-fd and receive-fd
+A memfd reaches workers in one of two ways. By default (`share: inherit`) the runner makes it at setup, seals
+it, and every worker inherits it at the same descriptor number. With `share: pass` nobody inherits it: a worker
+makes it (`create`), may fill and seal it, and hands it to another worker group over a Unix socket
+(`SCM_RIGHTS`), as unrelated processes do; the receiver gets its own descriptor for the same memory.
+
+| step | meaning |
+|---|---|
+| `send-fd: {res, to: GROUP}` | sends the memfd's descriptor (the one this worker made, inherited or received) to every process of worker group GROUP (a group sending to itself sends to its other processes). A peer that is gone: `not-found` |
+| `receive-fd: RES` | waits for the next descriptor sent to this worker and makes it RES (then `attach` maps it). Descriptors arrive in the order they were sent, each labelled with its resource id (the wrong one: `key-error`). When every worker that could send to this one has ended without sending: `not-found` (never a hang). A worker that already holds RES: `already-exists` |
+
+The runner makes one `SOCK_SEQPACKET` socketpair per pair of processes that pass descriptors (every process of
+a sending group with every process of the group it names); each worker inherits only its own ends and the
+runner closes its copies once the workers are started, so a sender that dies is an end of stream for its
+receivers. The seals travel with the memfd: a receiver cannot write, shrink, grow or unseal what its owner
+sealed, whichever user it runs as (`scenarios/memfd/passed-seals-protect-owner.yaml`,
+`scenarios/perms/memfd-passed-to-stranger.yaml`), and it maps the same memory: a value either side stores, the
+other reads (`scenarios/memfd/passed-between-workers.yaml`, Swift and C workers in both directions).
+
+Checked when the file is loaded: `to:` names a worker group that is `impl: swift` or `c` (Qt has no descriptor
+passing and no memfd; `exec` workers have no steps), and not the sender alone; every `receive-fd` has a group
+that sends to it; both steps take a memfd resource; a `share: pass` memfd appears in no setup step and no
+`expect: memory` (the runner never holds it: check it in a worker).
 
 ## impl: qt - real Qt as a worker
 `impl: qt` runs the worker's plan with Qt 6 itself: `QtWorker/qt_worker.py` (embedded in the `shm-harness`

@@ -77,6 +77,14 @@ import Glibc
         Control(
             fixture: "seals-unsealed",
             message: [step("seals-unsealed", worker: "reader/0", line: 21, step: "truncate", "unexpected-success: expected sealed, but the step succeeded")]),
+        // descriptor passing: a memfd passed unsealed does not protect its owner...
+        Control(
+            fixture: "passed-unsealed",
+            message: [step("passed-unsealed", worker: "receiver/0", line: 23, step: "attach", "unexpected-success: expected sealed, but the step succeeded")]),
+        // ...and without receive-fd the receiver's memory is not the sender's
+        Control(
+            fixture: "passed-not-received",
+            message: [step("passed-not-received", worker: "receiver/0", line: 22, step: "check", "check-mismatch: at offset 128 of blob: want u64 4242, got u64 0")]),
     ]
 
     @Test(arguments: controls)
