@@ -173,7 +173,7 @@ final class TestcaseRun {
         }
         var result = base(status, detail: detail)
         result.output = workersOutput()
-        result.properties = metrics()
+        result.properties = metrics() + Self.storageProperties(namedFiles)
         // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
         // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
         for divergence in scenario.divergences {

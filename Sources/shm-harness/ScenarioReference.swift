@@ -254,6 +254,9 @@ selection is not empty.
   `[[PROPERTY|name=value]]` (the form Jenkins' JUnit attachments and GitLab read): `workers`, `operations`,
   `operations_per_second`, `lock_count`, `lock_p50_ns`, `lock_p90_ns`, `lock_p99_ns`, `lock_max_ns`. The
   schema allows no `<properties>` inside a `<testcase>`, so there are none.
+- Each `file` resource adds `res.ID.dir` (its folder) and `res.ID.fstype` (that folder's file system, from
+  statfs: `tmpfs`, `ext4`, ...) to the testcase's properties, so the timings of one workload on `dir: tmpfs`,
+  `runtime` and `disk` can be read side by side (`scenarios/storage/same-workload.yaml`).
 - Text is escaped and stripped of characters XML 1.0 forbids.
 
 Whatever a worker does to a shared object (shrinks a segment, dies holding its lock), the runner writes its
