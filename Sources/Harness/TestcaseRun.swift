@@ -290,6 +290,7 @@ final class TestcaseRun {
                 env["SHM_HARNESS_WORKER"] = "\(spec.name)/\(index)"
                 env["SHM_HARNESS_RUN_TOKEN"] = token
                 env["SHM_HARNESS_RUNNER_PID"] = String(getpid())
+                env["SHM_HARNESS_BIN"] = environment.harnessPath  // exec workers run shm-harness itself (e.g. clean, as another user)
                 for r in resources {
                     let prefix = "SHM_HARNESS_" + (scenario.resource(r.id)?.environmentName ?? r.id.uppercased()) + "_"
                     env[prefix + "KIND"] = r.kind.rawValue
