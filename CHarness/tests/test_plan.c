@@ -211,6 +211,24 @@ static void percent_encoding_and_values(void **state) {
 }
 
 /* Every broken plan is refused (the worker exits 2), naming the plan line. */
+/* attach mode=private: a file mapped MAP_PRIVATE (copy-on-write). */
+static void attach_private(void **state) {
+    (void)state;
+    struct plan p;
+    char err[256];
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 attach res=f mode=private\nstep 4 attach res=f mode=ro\nstep 5 attach res=f\nend\n", &p, err, sizeof err), 0);
+    assert_int_equal(p.nsteps, 3);
+    assert_true(p.steps[0].private_map);
+    assert_false(p.steps[0].read_only);
+    assert_false(p.steps[1].private_map);
+    assert_true(p.steps[1].read_only);
+    assert_false(p.steps[2].private_map);
+    assert_false(p.steps[2].read_only);
+    plan_free(&p);
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 attach res=f mode=shared\nend\n", &p, err, sizeof err), -1);
+    assert_string_equal(err, "plan line 2: mode=shared: want ro, rw or private");
+}
+
 /* send-fd / receive-fd and the `channel` lines (Plan+Channels.swift). */
 static void descriptor_passing(void **state) {
     (void)state;
@@ -499,6 +517,7 @@ int main(void) {
         cmocka_unit_test(percent_encoding_and_values),
         cmocka_unit_test(broken_plans),
         cmocka_unit_test(descriptor_passing),
+        cmocka_unit_test(attach_private),
         cmocka_unit_test_setup_teardown(worker_exit_statuses, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(worker_barrier_protocol, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(worker_segment_run, support_setup, support_teardown),

@@ -360,9 +360,10 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
         if (int_field(p, number, f, "size", &s->size, &s->has_size) == -1) return -1;
         return s->size < 0 ? broken(p, number, "size=%lld is negative", (long long)s->size) : 0;
     case PLAN_STEP_ATTACH:
-        if ((t = field(f, "mode")) && strcmp(t->s, "ro") != 0 && strcmp(t->s, "rw") != 0)
-            return broken(p, number, "mode=%s: want ro or rw", t->s);
+        if ((t = field(f, "mode")) && strcmp(t->s, "ro") != 0 && strcmp(t->s, "rw") != 0 && strcmp(t->s, "private") != 0)
+            return broken(p, number, "mode=%s: want ro, rw or private", t->s);
         s->read_only = t && strcmp(t->s, "ro") == 0;
+        s->private_map = t && strcmp(t->s, "private") == 0;
         return 0;
     case PLAN_STEP_ADD:
     case PLAN_STEP_ATOMIC_ADD:

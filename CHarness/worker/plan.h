@@ -75,6 +75,7 @@ struct plan_step {
     int has_size;              /* create: size given */
     int64_t size;              /* create, truncate */
     int read_only;             /* attach mode=ro */
+    int private_map;           /* attach mode=private: a file mapped MAP_PRIVATE, writable (copy-on-write) */
     int64_t offset;            /* add, atomic-add, store, check, load, store-loaded, compare */
     int64_t value;             /* add, atomic-add; store-loaded: plus= */
     int64_t with;              /* compare: the other offset */

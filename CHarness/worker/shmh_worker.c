@@ -51,6 +51,7 @@ struct resource_state {
     char object[600];             /* how errors name it: key, else path, else memfd:ID */
     struct shmh_segment *segment; /* segments: made on first use */
     int read_only;                /* the current attachment's mode */
+    int private_map;              /* files: this attachment is MAP_PRIVATE (attach mode=private) */
     /* files and memfds */
     int fd;                       /* -1: none (a memfd's is the inherited one, adopted on first use) */
     unsigned char *map;
@@ -343,7 +344,7 @@ static int map_fd(struct resource_state *st, int writable, struct outcome *o) {
     if (sb.st_size <= 0) return refuse(o, SHMH_INVALID_SIZE, "map", st->object, "the file is empty");
     size_t len = (size_t)sb.st_size;
     void *p;
-    if (st->r->kind == PLAN_RES_FILE && st->r->is_private) {
+    if (st->r->kind == PLAN_RES_FILE && (st->r->is_private || st->private_map)) {
         p = mmap(NULL, len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_PRIVATE, st->fd, 0);
         if (p == MAP_FAILED) {
             int err = errno;
@@ -726,8 +727,14 @@ static int act(const struct plan_step *step, struct outcome *o) {
     if (step->res.s && !(st = find_state(&step->res)))
         return refuse(o, SHMH_KEY_ERROR, "resource", NULL, "no resource %s in this plan", step->res.s);
     switch (step->kind) {
-    case PLAN_STEP_CREATE: return do_create(st, step, o);
-    case PLAN_STEP_ATTACH: return do_attach(st, step->read_only, o);
+    case PLAN_STEP_CREATE:
+        st->private_map = 0;
+        return do_create(st, step, o);
+    case PLAN_STEP_ATTACH:
+        if (step->private_map && st->r->kind != PLAN_RES_FILE)
+            return refuse(o, SHMH_INVALID_SIZE, "attach", st->object, "mode: private maps a file");
+        st->private_map = step->private_map;
+        return do_attach(st, step->read_only, o);
     case PLAN_STEP_DETACH: return do_detach(st, o);
     case PLAN_STEP_LOCK: {
         uint64_t start = now_ns();

@@ -49,6 +49,10 @@ class ResourceHandle {
     var isReadOnly: Bool { false }
     func createObject(size: Int) throws(SharedMemoryError) {}
     func attachObject(readOnly: Bool) throws(SharedMemoryError) {}
+    /// A private (copy-on-write) mapping: files only.
+    func attachPrivateObject() throws(SharedMemoryError) {
+        throw SharedMemoryError(.invalidSize, operation: "attach", object: objectName, detail: "mode: private maps a file; this is a \(spec.kind.rawValue)")
+    }
     func detachObject() throws(SharedMemoryError) {}
     func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] { [] }
     func write(_ bytes: [UInt8], at offset: Int) throws(SharedMemoryError) {}
@@ -71,8 +75,8 @@ class ResourceHandle {
         try openInMemoryLock(initialize: true)
     }
 
-    func attach(readOnly: Bool) throws(SharedMemoryError) {
-        try attachObject(readOnly: readOnly)
+    func attach(readOnly: Bool, private isPrivate: Bool = false) throws(SharedMemoryError) {
+        if isPrivate { try attachPrivateObject() } else { try attachObject(readOnly: readOnly) }
         do throws(SharedMemoryError) { try openInMemoryLock(initialize: false) } catch { lockProblem = error }
     }
 
@@ -238,6 +242,13 @@ final class MappedFileHandle: ResourceHandle {
         let opened = try MappedFile.open(at: path)
         file = opened
         mapping = try opened.map(spec.isPrivate ? .private : .shared, writable: !readOnly)
+    }
+
+    override func attachPrivateObject() throws(SharedMemoryError) {
+        guard mapping == nil else { throw SharedMemoryError(.alreadyExists, operation: "attach", object: path, detail: "already attached") }
+        let opened = try MappedFile.open(at: path)
+        file = opened
+        mapping = try opened.map(.private, writable: true)
     }
 
     override func detachObject() throws(SharedMemoryError) {

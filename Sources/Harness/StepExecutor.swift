@@ -153,6 +153,9 @@ public final class StepExecutor {
         case .attach(let id, let readOnly):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.attach(readOnly: readOnly) }
+        case .attachPrivate(let id):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.attach(readOnly: false, private: true) }
         case .detach(let id):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.detach() }

@@ -67,14 +67,16 @@ extension Interpreter {
                 let args = Arguments(fields)
                 guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
                 var readOnly = false
+                var isPrivate = false
                 if let m = args["mode"], let mode = reader.string(m, "mode") {
                     switch mode {
                     case "ro": readOnly = true
                     case "rw": readOnly = false
-                    default: reader.fail(m, "mode is ro or rw, not '\(mode)'")
+                    case "private": isPrivate = true
+                    default: reader.fail(m, "mode is ro, rw or private, not '\(mode)'")
                     }
                 }
-                action = .attach(resource: res, readOnly: readOnly)
+                action = isPrivate ? .attachPrivate(resource: res) : .attach(resource: res, readOnly: readOnly)
             } else if let res = resourceOnly("attach") {
                 action = .attach(resource: res, readOnly: false)
             }
@@ -213,6 +215,8 @@ extension Interpreter {
             reader.fail(node, "truncate changes a file's size; '\(id)' is a segment")
         case .seal where resource.kind != .memfd:
             reader.fail(node, "seal applies to a memfd; '\(id)' is a \(resource.kind.rawValue)")
+        case .attachPrivate where resource.kind != .file:
+            reader.fail(node, "mode: private maps a file copy-on-write; '\(id)' is a \(resource.kind.rawValue)")
         case .sendFD where resource.kind != .memfd, .receiveFD where resource.kind != .memfd:
             reader.fail(node, "\(action.kind.rawValue) passes a memfd's descriptor; '\(id)' is a \(resource.kind.rawValue)")
         default: break

@@ -107,6 +107,9 @@ public struct Plan: Sendable {
             case .attach(let r, let readOnly):
                 add("res", r)
                 add("mode", readOnly ? "ro" : "rw")
+            case .attachPrivate(let r):
+                add("res", r)
+                add("mode", "private")
             case .lock(let r, let timeout):
                 add("res", r)
                 if let timeout { add("timeout-ns", "\(timeout.nanoseconds)") }
@@ -323,8 +326,8 @@ public struct Plan: Sendable {
             case .create: action = .create(resource: try res(), size: f["size"] == nil ? nil : try int("size", 0, 0...Int.max))
             case .attach:
                 let mode = f["mode"] ?? "rw"
-                guard mode == "ro" || mode == "rw" else { throw ParseError(line: number, message: "mode=\(mode): want ro or rw") }
-                action = .attach(resource: try res(), readOnly: mode == "ro")
+                guard mode == "ro" || mode == "rw" || mode == "private" else { throw ParseError(line: number, message: "mode=\(mode): want ro, rw or private") }
+                action = mode == "private" ? .attachPrivate(resource: try res()) : .attach(resource: try res(), readOnly: mode == "ro")
             case .detach: action = .detach(resource: try res())
             case .lock:
                 var timeout: Duration?

@@ -156,6 +156,9 @@ public struct Step: Sendable {
     public indirect enum Action: Sendable {
         case create(resource: String, size: Int?)
         case attach(resource: String, readOnly: Bool)
+        /// `attach: {res, mode: private}`: a file mapped private and writable (copy-on-write): its stores never
+        /// reach the file, and a page it has written no longer follows the file.
+        case attachPrivate(resource: String)
         case detach(resource: String)
         /// `timeout`: how long the step waits before lock-error (nil: the scenario's timeout, filled in by the runner).
         case lock(resource: String, timeout: Duration?)
@@ -190,7 +193,7 @@ public struct Step: Sendable {
         public var kind: StepKind {
             switch self {
             case .create: .create
-            case .attach: .attach
+            case .attach, .attachPrivate: .attach
             case .detach: .detach
             case .lock: .lock
             case .unlock: .unlock
@@ -219,7 +222,7 @@ public struct Step: Sendable {
         /// The resource the step works on, if any.
         public var resource: String? {
             switch self {
-            case .create(let r, _), .attach(let r, _), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
+            case .create(let r, _), .attach(let r, _), .attachPrivate(let r), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
                 .add(let r, _, _), .atomicAdd(let r, _, _), .store(let r, _, _), .check(let r, _, _), .fill(let r, _),
                 .checkFill(let r, _), .truncate(let r, _), .seal(let r, _), .touchAll(let r), .load(let r, _),
                 .storeLoaded(let r, _, _), .compare(let r, _, _), .sendFD(let r, _), .receiveFD(let r):

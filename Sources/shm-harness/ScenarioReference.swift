@@ -129,7 +129,7 @@ failing, fails the worker.
 | step | meaning |
 |---|---|
 | `create: RES` or `{res, size}` | create (segment: Qt's create; file: create and size it) |
-| `attach: RES` or `{res, mode: ro}` | attach read-write, or read-only |
+| `attach: RES` or `{res, mode: ro}` or `{res, mode: private}` | attach read-write, or read-only; `private` (files only) maps the file private and writable (copy-on-write, `MAP_PRIVATE`): the worker's stores never reach the file, and a page it has written no longer shows other workers' writes (`scenarios/storage/private-mapping.yaml`) |
 | `detach: RES` | detach (a segment's last detach destroys it, as in Qt) |
 | `lock: RES` or `{res, timeout: 2s}`, `unlock: RES`, `try-lock: RES` | the resource's lock; `lock` waits at most `timeout` (default: the scenario's timeout), then fails with `lock-error` (e.g. a lock a dead process keeps: POSIX semaphores have no undo) |
 | `add: {res, offset, value}` | plain 64-bit read-modify-write (not atomic) |

@@ -84,7 +84,11 @@ import Glibc
         // ...and without receive-fd the receiver's memory is not the sender's
         Control(
             fixture: "passed-not-received",
-            message: [step("passed-not-received", worker: "receiver/0", line: 22, step: "check", "check-mismatch: at offset 128 of blob: want u64 4242, got u64 0")]),
+            message: [step("passed-not-received", worker: "receiver/0", line: 24, step: "check", "check-mismatch: at offset 128 of blob: want u64 4242, got u64 0")]),
+        // a private mapping: mapped shared instead, the reader sees the writer's store
+        Control(
+            fixture: "private-mapping-shared",
+            message: [step("private-mapping-shared", worker: "private-reader/0", line: 20, step: "check", "check-mismatch: at offset 136 of data: want u64 0, got u64 2")]),
     ]
 
     @Test(arguments: controls)

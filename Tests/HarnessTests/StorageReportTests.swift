@@ -24,4 +24,22 @@ import Testing
         #expect(diskType != "tmpfs" && diskType != "unknown" && diskType == expected)
         #expect(properties.count == 4, "only file resources: \(properties)")
     }
+
+    /// `attach: {res, mode: private}`: files only (FILE:LINE:COLUMN otherwise), written to the plan as mode=private.
+    @Test func attachPrivateIsForFiles() throws {
+        let yaml = "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - attach: {res: s, mode: private}\n"
+        do {
+            _ = try ScenarioLoader.load(text: yaml, file: "p.yaml")
+            Issue.record("mode: private on a segment was accepted")
+        } catch {
+            #expect(error.errors.map(\.description).contains("p.yaml:5:9: mode: private maps a file copy-on-write; 's' is a segment"), "\(error)")
+        }
+        let good = "resources:\n  f: {kind: file, size: 4096}\nworkers:\n  - impl: c\n    steps:\n      - attach: {res: f, mode: private}\n"
+        let scenario = try #require(try ScenarioLoader.load(text: good, file: "p.yaml").first)
+        guard case .attachPrivate("f") = scenario.workers[0].steps[0].action else { Issue.record("\(scenario.workers[0].steps[0])"); return }
+        let plan = Plan(file: "p.yaml", group: "w", index: 0, count: 1, resources: [Self.file("f", in: "/dev/shm")], steps: scenario.workers[0].steps)
+        #expect(plan.encoded().contains("\nstep 6 attach res=f mode=private\n"))
+        guard case .attachPrivate("f") = try Plan.parse(plan.encoded()).steps[0].action else { Issue.record("round trip"); return }
+        #expect(throws: Plan.ParseError.self) { try Plan.parse("shm-harness-plan 1\nstep 1 attach res=f mode=shared\nend\n") }
+    }
 }
