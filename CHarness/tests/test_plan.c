@@ -225,6 +225,17 @@ static void attach_private(void **state) {
     assert_false(p.steps[2].private_map);
     assert_false(p.steps[2].read_only);
     plan_free(&p);
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 sync res=f\nstep 4 check-file res=f offset=8 u64=7\nend\n", &p, err, sizeof err), 0);
+    assert_int_equal(p.steps[0].kind, PLAN_STEP_SYNC);
+    assert_string_equal(plan_step_kind_name(p.steps[0].kind), "sync");
+    assert_int_equal(p.steps[1].kind, PLAN_STEP_CHECK_FILE);
+    assert_string_equal(plan_step_kind_name(p.steps[1].kind), "check-file");
+    assert_int_equal(p.steps[1].offset, 8);
+    assert_true(p.steps[1].is_u64);
+    assert_int_equal(p.steps[1].nbytes, 8);
+    plan_free(&p);
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 check-file res=f offset=8\nend\n", &p, err, sizeof err), -1);  /* u64= or hex= */
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 sync res=f offset=8\nend\n", &p, err, sizeof err), -1);        /* sync takes res only */
     assert_int_equal(parse("shm-harness-plan 1\nstep 3 attach res=f mode=shared\nend\n", &p, err, sizeof err), -1);
     assert_string_equal(err, "plan line 2: mode=shared: want ro, rw or private");
 }

@@ -22,6 +22,7 @@ static const char *const step_names[] = {
     [PLAN_STEP_REPEAT_TIMES] = "repeat",   [PLAN_STEP_REPEAT_FOR] = "repeat",   [PLAN_STEP_LOAD] = "load",
     [PLAN_STEP_STORE_LOADED] = "store-loaded", [PLAN_STEP_COMPARE] = "compare",
     [PLAN_STEP_SEND_FD] = "send-fd",       [PLAN_STEP_RECEIVE_FD] = "receive-fd",
+    [PLAN_STEP_SYNC] = "sync",             [PLAN_STEP_CHECK_FILE] = "check-file",
 };
 
 const char *plan_step_kind_name(enum plan_step_kind kind) {
@@ -264,6 +265,7 @@ static const struct {
     {"barrier", PLAN_STEP_BARRIER},     {"sleep", PLAN_STEP_SLEEP},       {"crash", PLAN_STEP_CRASH},
     {"load", PLAN_STEP_LOAD},           {"store-loaded", PLAN_STEP_STORE_LOADED}, {"compare", PLAN_STEP_COMPARE},
     {"send-fd", PLAN_STEP_SEND_FD},     {"receive-fd", PLAN_STEP_RECEIVE_FD},
+    {"sync", PLAN_STEP_SYNC},           {"check-file", PLAN_STEP_CHECK_FILE},
 };
 
 /* The fields each kind takes, besides expect-error (Plan.stepFields in Swift). */
@@ -293,7 +295,9 @@ static const char *step_fields(enum plan_step_kind k) {
     case PLAN_STEP_STORE_LOADED: return "res offset plus";
     case PLAN_STEP_COMPARE: return "res offset with";
     case PLAN_STEP_SEND_FD: return "res to";
-    case PLAN_STEP_RECEIVE_FD: return "res";
+    case PLAN_STEP_RECEIVE_FD:
+    case PLAN_STEP_SYNC: return "res";
+    case PLAN_STEP_CHECK_FILE: return "res offset u64 hex";
     }
     return "";
 }
@@ -371,7 +375,8 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
         if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
         return int_field(p, number, f, "value", &s->value, NULL);
     case PLAN_STEP_STORE:
-    case PLAN_STEP_CHECK: {
+    case PLAN_STEP_CHECK:
+    case PLAN_STEP_CHECK_FILE: {
         if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
         const struct plan_text *u = field(f, "u64"), *h = field(f, "hex");
         if (u && h) return broken(p, number, "%s takes u64= or hex=, not both", plan_step_kind_name(s->kind));

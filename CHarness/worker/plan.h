@@ -55,6 +55,8 @@ enum plan_step_kind {
     PLAN_STEP_COMPARE,      /* the u64 at offset equals the u64 at with= */
     PLAN_STEP_SEND_FD,      /* res's descriptor (SCM_RIGHTS) to every process of group to= */
     PLAN_STEP_RECEIVE_FD,   /* the next descriptor a peer sends becomes res */
+    PLAN_STEP_SYNC,         /* msync(MS_SYNC) of res's mapping */
+    PLAN_STEP_CHECK_FILE,   /* pread of res's file, opened afresh, compared as check */
 };
 
 /* Seal bits (the same values as libshmh's SHMH_SEAL_*). */

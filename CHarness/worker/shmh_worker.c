@@ -677,6 +677,50 @@ static int receive_fd(struct resource_state *st, struct outcome *o) {
     }
 }
 
+/* check-file: the bytes read(2) gets at offset of the file, opened afresh (ResourceHandle+FileSteps.swift). */
+static int check_file(struct resource_state *st, const struct plan_step *step, struct outcome *o) {
+    if (st->r->kind != PLAN_RES_FILE || !st->r->path.s)
+        return refuse(o, SHMH_INVALID_SIZE, "check-file", st->object, "only a file resource has a file to read");
+    int fd = open(st->r->path.s, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd == -1) {
+        int err = errno;
+        refuse(o, err == ENOENT ? SHMH_NOT_FOUND : (err == EACCES || err == ELOOP) ? SHMH_PERMISSION_DENIED : SHMH_UNKNOWN,
+               "check-file", st->r->path.s, "open: %s", strerror(err));
+        o->err = err;
+        return -1;
+    }
+    uint8_t *got = malloc(step->nbytes ? step->nbytes : 1);
+    if (!got) {
+        close(fd);
+        return refuse(o, SHMH_OUT_OF_RESOURCES, "check-file", NULL, "out of memory");
+    }
+    size_t done = 0;
+    int rc = 0;
+    while (rc == 0 && done < step->nbytes) {
+        ssize_t n = pread(fd, got + done, step->nbytes - done, (off_t)(step->offset + (int64_t)done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int err = errno;
+            rc = refuse(o, SHMH_UNKNOWN, "check-file", st->r->path.s, "pread: %s", strerror(err));
+            o->err = err;
+        } else if (n == 0) {
+            rc = refuse(o, SHMH_INVALID_SIZE, "check-file", st->r->path.s, "offset %lld+%zu is past the end of the file (%lld bytes)",
+                        (long long)step->offset, step->nbytes, (long long)(step->offset + (int64_t)done));
+        } else {
+            done += (size_t)n;
+        }
+    }
+    close(fd);
+    if (rc == 0 && memcmp(got, step->bytes, step->nbytes) != 0) {
+        char want[1024], have[1024];
+        describe_value(want, sizeof want, step->is_u64, step->bytes, step->nbytes);
+        describe_value(have, sizeof have, step->is_u64, got, step->nbytes);
+        rc = other(o, OUT_MISMATCH, "in the file of %s at offset %lld (read(2)): want %s, got %s", step->res.s, (long long)step->offset, want, have);
+    }
+    free(got);
+    return rc;
+}
+
 static struct resource_state *find_state(const struct plan_text *id) {
     for (size_t i = 0; i < plan.nresources; i++)
         if (plan.resources[i].id.len == id->len && memcmp(plan.resources[i].id.s, id->s, id->len) == 0) return &states[i];
@@ -875,6 +919,17 @@ static int act(const struct plan_step *step, struct outcome *o) {
         raise(step->signal);
         _exit(128 + step->signal);
     }
+    case PLAN_STEP_SYNC:
+        if (is_segment(st)) return refuse(o, SHMH_INVALID_SIZE, "sync", st->object, "sync works on a file or memfd mapping");
+        if (!st->map) return refuse(o, SHMH_NOT_FOUND, "sync", st->object, "not attached");
+        if (msync(st->map, st->map_len, MS_SYNC) == -1) {
+            int err = errno;
+            refuse(o, SHMH_UNKNOWN, "sync", st->object, "msync(%zu bytes): %s", st->map_len, strerror(err));
+            o->err = err;
+            return -1;
+        }
+        return 0;
+    case PLAN_STEP_CHECK_FILE: return check_file(st, step, o);
     case PLAN_STEP_SEND_FD: return send_fd(st, &step->name, o);
     case PLAN_STEP_RECEIVE_FD: return receive_fd(st, o);
     case PLAN_STEP_REPEAT_TIMES:

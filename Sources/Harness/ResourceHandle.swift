@@ -46,6 +46,8 @@ class ResourceHandle {
 
     /// The mapped bytes while attached.
     var bytes: UnsafeMutableRawBufferPointer? { nil }
+    /// Files and memfds: the current mapping (for `sync`).
+    var fileMapping: FileMapping? { nil }
     var isReadOnly: Bool { false }
     func createObject(size: Int) throws(SharedMemoryError) {}
     func attachObject(readOnly: Bool) throws(SharedMemoryError) {}
@@ -227,6 +229,7 @@ final class MappedFileHandle: ResourceHandle {
     private var mapping: FileMapping?
 
     override var bytes: UnsafeMutableRawBufferPointer? { mapping?.bytes }
+    override var fileMapping: FileMapping? { mapping }
     override var isReadOnly: Bool { mapping.map { !$0.isWritable } ?? false }
 
     private var path: String { spec.path ?? "" }
@@ -299,6 +302,7 @@ final class MemFDHandle: ResourceHandle {
     override init(_ spec: Plan.Resource) { super.init(spec) }
 
     override var bytes: UnsafeMutableRawBufferPointer? { mapping?.bytes }
+    override var fileMapping: FileMapping? { mapping }
     override var isReadOnly: Bool { mapping.map { !$0.isWritable } ?? false }
 
     private func object() throws(SharedMemoryError) -> MemFD {

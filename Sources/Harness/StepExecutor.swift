@@ -252,6 +252,16 @@ public final class StepExecutor {
         case .receiveFD(let id):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try channels.receive(into: r) }
+        case .sync(let id):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.sync() }
+        case .checkFile(let id, let offset, let value):
+            let r = try resource(id)
+            let got = try library { () throws(SharedMemoryError) in try r.readFile(at: offset, count: value.bytes.count) }
+            if got != value.bytes {
+                let shown: StoredValue = if case .u64 = value { .u64(Self.littleEndian(got)) } else { .bytes(got) }
+                throw .mismatch("in the file of \(id) at offset \(offset) (read(2)): want \(value), got \(shown)")
+            }
         case .repeatTimes, .repeatFor:
             break
         }

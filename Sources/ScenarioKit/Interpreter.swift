@@ -249,6 +249,8 @@ struct Interpreter {
         .touchAll: "the Qt worker has no unguarded plain loads (Python cannot read memory without bounds checks)",
         .sendFD: "Qt has no descriptor passing (and no memfd resources)",
         .receiveFD: "Qt has no descriptor passing (and no memfd resources)",
+        .sync: "QSharedMemory has no msync (and no file resources)",
+        .checkFile: "Qt has no file resources",
     ]
 
     /// `store-loaded` writes what an earlier `load` of the same worker read: a worker's steps must load first.

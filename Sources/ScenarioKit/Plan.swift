@@ -152,7 +152,14 @@ public struct Plan: Sendable {
             case .sendFD(let r, let group):
                 add("res", r)
                 add("to", group)
-            case .receiveFD(let r): add("res", r)
+            case .receiveFD(let r), .sync(let r): add("res", r)
+            case .checkFile(let r, let offset, let value):
+                add("res", r)
+                add("offset", "\(offset)")
+                switch value {
+                case .u64(let v): add("u64", "\(v)")
+                case .bytes(let b): add("hex", b.map { String(format2: $0) }.joined())
+                }
             }
             if let e = step.expectError { add("expect-error", e) }
             lines.append("step \(line) \(step.action.kind.rawValue)" + (fields.isEmpty ? "" : " " + fields.joined(separator: " ")))
@@ -245,7 +252,8 @@ public struct Plan: Sendable {
         case .sleep: ["ns"]
         case .crash: ["signal"]
         case .sendFD: ["res", "to"]
-        case .receiveFD: ["res"]
+        case .receiveFD, .sync: ["res"]
+        case .checkFile: ["res", "offset", "u64", "hex"]
         case .repeat: ["times", "for-ns", "body"]
         case .load: ["res", "offset"]
         case .storeLoaded: ["res", "offset", "plus"]
@@ -341,7 +349,7 @@ public struct Plan: Sendable {
             case .touchAll: action = .touchAll(resource: try res())
             case .add: action = .add(resource: try res(), offset: try int("offset"), value: try int64("value", 1))
             case .atomicAdd: action = .atomicAdd(resource: try res(), offset: try int("offset"), value: try int64("value", 1))
-            case .store, .check:
+            case .store, .check, .checkFile:
                 let value: StoredValue
                 switch (f["u64"], f["hex"]) {
                 case (let u?, nil):
@@ -357,7 +365,11 @@ public struct Plan: Sendable {
                     throw ParseError(line: number, message: "\(kind.rawValue) needs u64= or hex= (one of them)")
                 }
                 let r = try res()
-                action = kind == .store ? .store(resource: r, offset: try int("offset"), value: value) : .check(resource: r, offset: try int("offset"), value: value)
+                switch kind {
+                case .store: action = .store(resource: r, offset: try int("offset"), value: value)
+                case .check: action = .check(resource: r, offset: try int("offset"), value: value)
+                default: action = .checkFile(resource: r, offset: try int("offset"), value: value)
+                }
             case .fill: action = .fill(resource: try res(), byte: UInt8(try int("byte", 0, 0...255)))
             case .checkFill: action = .checkFill(resource: try res(), byte: UInt8(try int("byte", 0, 0...255)))
             case .truncate: action = .truncate(resource: try res(), size: try int("size", 0, 0...Int.max))
@@ -392,6 +404,7 @@ public struct Plan: Sendable {
                 guard !group.isEmpty else { throw ParseError(line: number, message: "send-fd needs a group to send to") }
                 action = .sendFD(resource: try res(), to: group)
             case .receiveFD: action = .receiveFD(resource: try res())
+            case .sync: action = .sync(resource: try res())
             case .repeat: throw ParseError(line: number, message: "repeat is its own line kind")
             }
             result.append(Step(action: action, expectError: f["expect-error"], location: location))

@@ -188,6 +188,11 @@ public struct Step: Sendable {
         case sendFD(resource: String, to: String)
         /// Waits for a descriptor sent to this worker and adopts it as the resource.
         case receiveFD(resource: String)
+        /// msync(MS_SYNC) of the worker's mapping of a file.
+        case sync(resource: String)
+        /// Opens the file afresh and compares the bytes `read(2)` (pread) gets at `offset`: what is in the file,
+        /// not what a mapping shows.
+        case checkFile(resource: String, offset: Int, value: StoredValue)
 
         /// The step's name in scenario files.
         public var kind: StepKind {
@@ -216,6 +221,8 @@ public struct Step: Sendable {
             case .crash: .crash
             case .sendFD: .sendFD
             case .receiveFD: .receiveFD
+            case .sync: .sync
+            case .checkFile: .checkFile
             }
         }
 
@@ -225,7 +232,7 @@ public struct Step: Sendable {
             case .create(let r, _), .attach(let r, _), .attachPrivate(let r), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
                 .add(let r, _, _), .atomicAdd(let r, _, _), .store(let r, _, _), .check(let r, _, _), .fill(let r, _),
                 .checkFill(let r, _), .truncate(let r, _), .seal(let r, _), .touchAll(let r), .load(let r, _),
-                .storeLoaded(let r, _, _), .compare(let r, _, _), .sendFD(let r, _), .receiveFD(let r):
+                .storeLoaded(let r, _, _), .compare(let r, _, _), .sendFD(let r, _), .receiveFD(let r), .sync(let r), .checkFile(let r, _, _):
                 r
             case .barrier, .sleep, .repeatTimes, .repeatFor, .crash: nil
             }
@@ -239,6 +246,7 @@ public enum StepKind: String, Sendable, CaseIterable {
     case checkFill = "check-fill", truncate, seal, touchAll = "touch-all", barrier, sleep, `repeat`, crash
     case load, storeLoaded = "store-loaded", compare
     case sendFD = "send-fd", receiveFD = "receive-fd"
+    case sync, checkFile = "check-file"
 }
 
 /// Signal names and numbers (Linux).

@@ -89,6 +89,10 @@ import Glibc
         Control(
             fixture: "private-mapping-shared",
             message: [step("private-mapping-shared", worker: "private-reader/0", line: 20, step: "check", "check-mismatch: at offset 136 of data: want u64 0, got u64 2")]),
+        // check-file reads the file, not the mapping: a private store is not in it
+        Control(
+            fixture: "check-file-private-store",
+            message: [step("check-file-private-store", worker: "private-writer/0", line: 19, step: "check-file", "check-mismatch: in the file of data at offset 256 (read(2)): want u64 99, got u64 0")]),
     ]
 
     @Test(arguments: controls)

@@ -42,4 +42,31 @@ import Testing
         guard case .attachPrivate("f") = try Plan.parse(plan.encoded()).steps[0].action else { Issue.record("round trip"); return }
         #expect(throws: Plan.ParseError.self) { try Plan.parse("shm-harness-plan 1\nstep 1 attach res=f mode=shared\nend\n") }
     }
+
+    /// `sync` (file or memfd) and `check-file` (file): refused elsewhere at FILE:LINE:COLUMN, round-trip through the plan.
+    @Test func syncAndCheckFile() throws {
+        for (step, message) in [
+            ("sync: s", "sync works on a file or memfd resource; 's' is a segment"),
+            ("check-file: {res: s, offset: 0, u64: 1}", "check-file works on a file resource; 's' is a segment"),
+            ("check-file: {res: s, offset: 0}", "give exactly one of u64: or hex:"),
+        ] {
+            let yaml = "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - steps:\n      - \(step)\n"
+            do {
+                _ = try ScenarioLoader.load(text: yaml, file: "s.yaml")
+                Issue.record("\(step) was accepted")
+            } catch {
+                #expect(error.errors.contains { $0.description.hasPrefix("s.yaml:5:") && $0.message == message }, "\(step): \(error)")
+            }
+        }
+        let good = "resources:\n  f: {kind: file, size: 4096}\nworkers:\n  - impl: c\n    steps:\n      - sync: f\n      - check-file: {res: f, offset: 8, hex: \"0a0b\"}\n"
+        let scenario = try #require(try ScenarioLoader.load(text: good, file: "s.yaml").first)
+        let plan = Plan(file: "s.yaml", group: "w", index: 0, count: 1, resources: [Self.file("f", in: "/dev/shm")], steps: scenario.workers[0].steps)
+        let text = plan.encoded()
+        #expect(text.contains("\nstep 6 sync res=f\n") && text.contains("\nstep 7 check-file res=f offset=8 hex=0a0b\n"), "\(text)")
+        let back = try Plan.parse(text)
+        guard case .sync("f") = back.steps[0].action, case .checkFile("f", 8, .bytes([10, 11])) = back.steps[1].action else {
+            Issue.record("round trip: \(back.steps)")
+            return
+        }
+    }
 }
