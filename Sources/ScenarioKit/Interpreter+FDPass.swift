@@ -12,9 +12,16 @@ extension Interpreter {
     mutating func checkDescriptorPassing(workers: [WorkerSpec], setup: [Step], expect: ScenarioExpectation, resources: [String: ResourceSpec]) {
         let groups = Dictionary(workers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var targeted = Set<String>()
+        var pairs = Set<[String]>()
         for worker in workers {
             Self.walk(worker.steps) { step in
                 guard case .sendFD(_, let to) = step.action else { return }
+                if let target = groups[to], pairs.insert([worker.name, to].sorted()).inserted {
+                    let sockets = worker.count * target.count
+                    if sockets > Self.maxChannels {
+                        reader.fail(at: step.location, "send-fd to: '\(to)' needs a socket pair for each of \(worker.count) × \(target.count) pairs of processes; at most \(Self.maxChannels) per pair of groups (every end is a descriptor the runner holds until the workers start)")
+                    }
+                }
                 guard let target = groups[to] else {
                     reader.fail(at: step.location, "send-fd to: '\(to)' is not a worker group; groups: \(workers.map(\.name).joined(separator: ", "))")
                     return
@@ -45,6 +52,9 @@ extension Interpreter {
             }
         }
     }
+
+    /// Socket pairs one pair of groups may need (each is two descriptors in the runner until the workers start).
+    static let maxChannels = 1024
 
     /// Every step, repeat bodies included.
     static func walk(_ steps: [Step], _ body: (Step) -> Void) {

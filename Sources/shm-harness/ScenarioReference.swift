@@ -175,7 +175,8 @@ other reads (`scenarios/memfd/passed-between-workers.yaml`, Swift and C workers 
 Checked when the file is loaded: `to:` names a worker group that is `impl: swift` or `c` (Qt has no descriptor
 passing and no memfd; `exec` workers have no steps), and not the sender alone; every `receive-fd` has a group
 that sends to it; both steps take a memfd resource; a `share: pass` memfd appears in no setup step and no
-`expect: memory` (the runner never holds it: check it in a worker).
+`expect: memory` (the runner never holds it: check it in a worker); one pair of groups needs at most 1024 socket
+pairs (sender count × receiver count).
 
 ## impl: qt - real Qt as a worker
 `impl: qt` runs the worker's plan with Qt 6 itself: `QtWorker/qt_worker.py` (embedded in the `shm-harness`

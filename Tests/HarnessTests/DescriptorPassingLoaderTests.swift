@@ -31,6 +31,8 @@ import Testing
          4, 5, "'m' has share: pass: a worker makes it (create) and sends it"),
         ("share: pass in expect memory", withPass("workers:\n  - steps:\n      - create: m\nexpect:\n  memory:\n    - {res: m, offset: 128, u64: 1}\n"),
          8, 7, "'m' has share: pass: the runner never holds it"),
+        ("too many socket pairs", withPass("workers:\n  - name: a\n    count: 64\n    steps:\n      - create: m\n      - send-fd: {res: m, to: b}\n  - name: b\n    count: 17\n    steps:\n      - receive-fd: m\n"),
+         8, 9, "needs a socket pair for each of 64 × 17 pairs of processes; at most 1024"),
         ("qt cannot send-fd", withPass("workers:\n  - name: a\n    impl: qt\n    steps:\n      - send-fd: {res: m, to: b}\n  - name: b\n    steps:\n      - receive-fd: m\n"),
          7, 9, "impl: qt cannot run send-fd: Qt has no descriptor passing"),
     ]
