@@ -271,6 +271,18 @@ int shmh_file_open(const char *path, enum shmh_access access);
 void *shmh_map(int fd, size_t len, off_t offset, enum shmh_access access);
 int shmh_unmap(void *address, size_t len);
 
+/* ---------------------------------------------------------------------------------------------------
+ * Descriptor passing over a connected Unix socket (e.g. a socketpair(AF_UNIX, SOCK_SEQPACKET) end):
+ * SCM_RIGHTS, one descriptor and a short message per call, as the Swift library's UnixSocket.
+ */
+/* sendmsg(MSG_NOSIGNAL) of `fd` with `len` bytes of `msg` (an empty message travels as one zero byte).
+ * A peer that is gone is not-found (EPIPE / ECONNRESET). */
+int shmh_fd_send(int sock, int fd, const void *msg, size_t len);
+/* recvmsg(MSG_CMSG_CLOEXEC) of one descriptor and up to `cap` bytes of message (*len). Returns the new
+ * descriptor; -1 with not-found (ECONNRESET) when the peer closed without sending, key-error (EBADMSG) when
+ * the message carried no descriptor. Extra descriptors in one message are closed. */
+int shmh_fd_recv(int sock, void *msg, size_t cap, size_t *len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -211,6 +211,69 @@ static void percent_encoding_and_values(void **state) {
 }
 
 /* Every broken plan is refused (the worker exits 2), naming the plan line. */
+/* attach mode=private: a file mapped MAP_PRIVATE (copy-on-write). */
+static void attach_private(void **state) {
+    (void)state;
+    struct plan p;
+    char err[256];
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 attach res=f mode=private\nstep 4 attach res=f mode=ro\nstep 5 attach res=f\nend\n", &p, err, sizeof err), 0);
+    assert_int_equal(p.nsteps, 3);
+    assert_true(p.steps[0].private_map);
+    assert_false(p.steps[0].read_only);
+    assert_false(p.steps[1].private_map);
+    assert_true(p.steps[1].read_only);
+    assert_false(p.steps[2].private_map);
+    assert_false(p.steps[2].read_only);
+    plan_free(&p);
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 sync res=f\nstep 4 check-file res=f offset=8 u64=7\nend\n", &p, err, sizeof err), 0);
+    assert_int_equal(p.steps[0].kind, PLAN_STEP_SYNC);
+    assert_string_equal(plan_step_kind_name(p.steps[0].kind), "sync");
+    assert_int_equal(p.steps[1].kind, PLAN_STEP_CHECK_FILE);
+    assert_string_equal(plan_step_kind_name(p.steps[1].kind), "check-file");
+    assert_int_equal(p.steps[1].offset, 8);
+    assert_true(p.steps[1].is_u64);
+    assert_int_equal(p.steps[1].nbytes, 8);
+    plan_free(&p);
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 check-file res=f offset=8\nend\n", &p, err, sizeof err), -1);  /* u64= or hex= */
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 sync res=f offset=8\nend\n", &p, err, sizeof err), -1);        /* sync takes res only */
+    assert_int_equal(parse("shm-harness-plan 1\nstep 3 attach res=f mode=shared\nend\n", &p, err, sizeof err), -1);
+    assert_string_equal(err, "plan line 2: mode=shared: want ro, rw or private");
+}
+
+/* send-fd / receive-fd and the `channel` lines (Plan+Channels.swift). */
+static void descriptor_passing(void **state) {
+    (void)state;
+    const char *text = "shm-harness-plan 1\nworker owner 0 1\n"
+                       "resource m kind=memfd size=4096 lock=futex lock-offset=0\n"
+                       "channel receiver 0 fd=7\n"
+                       "channel re%20ceiver 12 fd=9\n"
+                       "step 5 create res=m\n"
+                       "step 6 send-fd res=m to=receiver\n"
+                       "step 7 receive-fd res=m expect-error=not-found\n"
+                       "end\n";
+    struct plan p;
+    char err[256];
+    assert_int_equal(parse(text, &p, err, sizeof err), 0);
+    assert_int_equal(p.nchannels, 2);
+    assert_string_equal(p.channels[0].group.s, "receiver");
+    assert_int_equal(p.channels[0].index, 0);
+    assert_int_equal(p.channels[0].fd, 7);
+    assert_string_equal(p.channels[1].group.s, "re ceiver");
+    assert_int_equal(p.channels[1].index, 12);
+    assert_int_equal(p.channels[1].fd, 9);
+    assert_false(p.resources[0].has_fd); /* share: pass: nothing inherited */
+    assert_int_equal(p.nsteps, 3);
+    assert_int_equal(p.steps[1].kind, PLAN_STEP_SEND_FD);
+    assert_string_equal(p.steps[1].res.s, "m");
+    assert_string_equal(p.steps[1].name.s, "receiver");
+    assert_string_equal(plan_step_kind_name(p.steps[1].kind), "send-fd");
+    assert_int_equal(p.steps[2].kind, PLAN_STEP_RECEIVE_FD);
+    assert_string_equal(p.steps[2].expect.s, "not-found");
+    assert_string_equal(plan_step_kind_name(p.steps[2].kind), "receive-fd");
+    plan_free(&p);
+    assert_null(p.channels);
+}
+
 static void broken_plans(void **state) {
     (void)state;
     static const struct {
@@ -292,6 +355,18 @@ static void broken_plans(void **state) {
         {"shm-harness-plan 1\nresource r kind=file lock=futex private=yes\nend\n", 2},
         {"shm-harness-plan 1\nresource r kind=file lock=futex size=-4\nend\n", 2},
         {"shm-harness-plan 1\nfile a%zz.yaml\nend\n", 2},                          /* bad escape in the file name */
+        {"shm-harness-plan 1\nstep 1 send-fd res=m\nend\n", 2},                   /* needs to= */
+        {"shm-harness-plan 1\nstep 1 send-fd res=m to=\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 receive-fd res=m to=b\nend\n", 2},           /* receive-fd takes no to= */
+        {"shm-harness-plan 1\nstep 1 receive-fd\nend\n", 2},                      /* needs res= */
+        {"shm-harness-plan 1\nchannel b 0\nend\n", 2},                            /* channel GROUP INDEX fd=N */
+        {"shm-harness-plan 1\nchannel b x fd=3\nend\n", 2},
+        {"shm-harness-plan 1\nchannel b -1 fd=3\nend\n", 2},
+        {"shm-harness-plan 1\nchannel b 0 fd=-3\nend\n", 2},
+        {"shm-harness-plan 1\nchannel b 0 fd=three\nend\n", 2},
+        {"shm-harness-plan 1\nchannel b 0 pipe=3\nend\n", 2},
+        {"shm-harness-plan 1\nchannel b 0 expect-error=busy\nend\n", 2},
+        {"shm-harness-plan 1\nchannel %zz 0 fd=3\nend\n", 2},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct plan p;
@@ -483,6 +558,8 @@ int main(void) {
         cmocka_unit_test(nested_repeats),
         cmocka_unit_test(percent_encoding_and_values),
         cmocka_unit_test(broken_plans),
+        cmocka_unit_test(descriptor_passing),
+        cmocka_unit_test(attach_private),
         cmocka_unit_test_setup_teardown(worker_exit_statuses, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(worker_barrier_protocol, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(worker_outcome_counting, support_setup, support_teardown),

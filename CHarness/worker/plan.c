@@ -21,6 +21,8 @@ static const char *const step_names[] = {
     [PLAN_STEP_BARRIER] = "barrier",       [PLAN_STEP_SLEEP] = "sleep",         [PLAN_STEP_CRASH] = "crash",
     [PLAN_STEP_REPEAT_TIMES] = "repeat",   [PLAN_STEP_REPEAT_FOR] = "repeat",   [PLAN_STEP_LOAD] = "load",
     [PLAN_STEP_STORE_LOADED] = "store-loaded", [PLAN_STEP_COMPARE] = "compare",
+    [PLAN_STEP_SEND_FD] = "send-fd",       [PLAN_STEP_RECEIVE_FD] = "receive-fd",
+    [PLAN_STEP_SYNC] = "sync",             [PLAN_STEP_CHECK_FILE] = "check-file",
 };
 
 const char *plan_step_kind_name(enum plan_step_kind kind) {
@@ -263,6 +265,8 @@ static const struct {
     {"truncate", PLAN_STEP_TRUNCATE},   {"seal", PLAN_STEP_SEAL},         {"touch-all", PLAN_STEP_TOUCH_ALL},
     {"barrier", PLAN_STEP_BARRIER},     {"sleep", PLAN_STEP_SLEEP},       {"crash", PLAN_STEP_CRASH},
     {"load", PLAN_STEP_LOAD},           {"store-loaded", PLAN_STEP_STORE_LOADED}, {"compare", PLAN_STEP_COMPARE},
+    {"send-fd", PLAN_STEP_SEND_FD},     {"receive-fd", PLAN_STEP_RECEIVE_FD},
+    {"sync", PLAN_STEP_SYNC},           {"check-file", PLAN_STEP_CHECK_FILE},
 };
 
 /* The fields each kind takes, besides expect-error (Plan.stepFields in Swift). */
@@ -291,6 +295,10 @@ static const char *step_fields(enum plan_step_kind k) {
     case PLAN_STEP_LOAD: return "res offset";
     case PLAN_STEP_STORE_LOADED: return "res offset plus";
     case PLAN_STEP_COMPARE: return "res offset with";
+    case PLAN_STEP_SEND_FD: return "res to";
+    case PLAN_STEP_RECEIVE_FD:
+    case PLAN_STEP_SYNC: return "res";
+    case PLAN_STEP_CHECK_FILE: return "res offset u64 hex";
     }
     return "";
 }
@@ -378,9 +386,10 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
         if (int_field(p, number, f, "size", &s->size, &s->has_size) == -1) return -1;
         return s->size < 0 ? broken(p, number, "size=%lld is negative", (long long)s->size) : 0;
     case PLAN_STEP_ATTACH:
-        if ((t = field(f, "mode")) && strcmp(t->s, "ro") != 0 && strcmp(t->s, "rw") != 0)
-            return broken(p, number, "mode=%s: want ro or rw", t->s);
+        if ((t = field(f, "mode")) && strcmp(t->s, "ro") != 0 && strcmp(t->s, "rw") != 0 && strcmp(t->s, "private") != 0)
+            return broken(p, number, "mode=%s: want ro, rw or private", t->s);
         s->read_only = t && strcmp(t->s, "ro") == 0;
+        s->private_map = t && strcmp(t->s, "private") == 0;
         return 0;
     case PLAN_STEP_ADD:
     case PLAN_STEP_ATOMIC_ADD:
@@ -388,7 +397,8 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
         if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
         return int_field(p, number, f, "value", &s->value, NULL);
     case PLAN_STEP_STORE:
-    case PLAN_STEP_CHECK: {
+    case PLAN_STEP_CHECK:
+    case PLAN_STEP_CHECK_FILE: {
         if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
         const struct plan_text *u = field(f, "u64"), *h = field(f, "hex");
         if (u && h) return broken(p, number, "%s takes u64= or hex=, not both", plan_step_kind_name(s->kind));
@@ -430,6 +440,10 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
         if (!(t = field(f, "seals"))) return broken(p, number, "seal needs seals=");
         if (parse_seals(t, &s->seals) == -1)
             return broken(p, number, "seals=%.80s: unknown seal; expected shrink, grow, write, future-write, seal", t->s);
+        return 0;
+    case PLAN_STEP_SEND_FD:
+        if (!(t = field(f, "to")) || t->len == 0) return broken(p, number, "send-fd needs to=");
+        if (text_copy(t, &s->name) == -1) return broken(p, number, "out of memory");
         return 0;
     case PLAN_STEP_BARRIER:
         if (!(t = field(f, "name")) || t->len == 0) return broken(p, number, "barrier needs name=");
@@ -555,6 +569,8 @@ void plan_free(struct plan *plan) {
     free(plan->resources);
     for (size_t i = 0; i < plan->nsteps; i++) step_free(&plan->steps[i]);
     free(plan->steps);
+    for (size_t i = 0; i < plan->nchannels; i++) text_free(&plan->channels[i].group);
+    free(plan->channels);
     memset(plan, 0, sizeof *plan);
 }
 
@@ -600,6 +616,29 @@ static int parse_resource(struct parser *p, size_t number, const struct word *wo
         text_free(&r->key);
         text_free(&r->path);
     }
+    return rc;
+}
+
+/* `channel GROUP INDEX fd=N` (Plan.Channel). */
+static int parse_channel(struct parser *p, size_t number, const struct word *words, size_t nw, struct plan_channel *c) {
+    memset(c, 0, sizeof *c);
+    int64_t index = -1, fd = -1;
+    if (nw != 4 || plan_decode(words[1].s, words[1].len, &c->group) == -1 || c->group.len == 0 ||
+        parse_i64(words[2].s, words[2].len, &index) == -1 || index < 0) {
+        text_free(&c->group);
+        return broken(p, number, "channel GROUP INDEX fd=N");
+    }
+    struct fields f;
+    char why[200];
+    int rc = 0;
+    if (parse_fields(words + 3, 1, "fd", &f, why, sizeof why) == -1) rc = broken(p, number, "%s", why);
+    else if (field(&f, "expect-error") || !field(&f, "fd")) rc = broken(p, number, "channel needs fd=N (a descriptor number)");
+    else if (int_field(p, number, &f, "fd", &fd, NULL) == -1) rc = -1;
+    else if (fd < 0 || fd > INT32_MAX) rc = broken(p, number, "fd=%lld is not a descriptor", (long long)fd);
+    fields_free(&f);
+    if (rc == -1) text_free(&c->group);
+    c->index = (long)index;
+    c->fd = (int)fd;
     return rc;
 }
 
@@ -661,6 +700,15 @@ int plan_parse(const char *text, size_t len, struct plan *out, char *err, size_t
             out->resources = rs;
             if (parse_resource(&p, number, words, nw, &rs[out->nresources]) == -1) goto done;
             out->nresources++;
+        } else if (word_is(words[0], "channel")) {
+            struct plan_channel *cs = realloc(out->channels, (out->nchannels + 1) * sizeof *cs);
+            if (!cs) {
+                broken(&p, number, "out of memory");
+                goto done;
+            }
+            out->channels = cs;
+            if (parse_channel(&p, number, words, nw, &cs[out->nchannels]) == -1) goto done;
+            out->nchannels++;
         } else if (word_is(words[0], "step") || word_is(words[0], "repeat")) {
             if (nlines == cap) {
                 cap = cap ? cap * 2 : 32;

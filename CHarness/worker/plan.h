@@ -53,6 +53,10 @@ enum plan_step_kind {
     PLAN_STEP_LOAD,         /* a plain 64-bit load into the worker's register */
     PLAN_STEP_STORE_LOADED, /* a plain 64-bit store of the register + value (plus=) */
     PLAN_STEP_COMPARE,      /* the u64 at offset equals the u64 at with= */
+    PLAN_STEP_SEND_FD,      /* res's descriptor (SCM_RIGHTS) to every process of group to= */
+    PLAN_STEP_RECEIVE_FD,   /* the next descriptor a peer sends becomes res */
+    PLAN_STEP_SYNC,         /* msync(MS_SYNC) of res's mapping */
+    PLAN_STEP_CHECK_FILE,   /* pread of res's file, opened afresh, compared as check */
 };
 
 /* Seal bits (the same values as libshmh's SHMH_SEAL_*). */
@@ -70,10 +74,11 @@ struct plan_step {
     struct plan_text res;      /* s == NULL: none */
     struct plan_text expect;   /* expect-error: a name, or a comma list (none = success); s == NULL: none */
     struct plan_text count;    /* count=NAME: tally the step's outcome under NAME; s == NULL: none */
-    struct plan_text name;     /* barrier */
+    struct plan_text name;     /* barrier; send-fd: the group (to=) */
     int has_size;              /* create: size given */
     int64_t size;              /* create, truncate */
     int read_only;             /* attach mode=ro */
+    int private_map;           /* attach mode=private: a file mapped MAP_PRIVATE, writable (copy-on-write) */
     int64_t offset;            /* add, atomic-add, store, check, load, store-loaded, compare */
     int64_t value;             /* add, atomic-add; store-loaded: plus= */
     int64_t with;              /* compare: the other offset */
@@ -90,6 +95,13 @@ struct plan_step {
     size_t span;               /* repeat: items after this one that belong to it */
 };
 
+/* `channel GROUP INDEX fd=N`: an inherited socket connected to process INDEX of worker GROUP. */
+struct plan_channel {
+    struct plan_text group;
+    long index;
+    int fd;
+};
+
 struct plan {
     struct plan_text file;
     struct plan_text group;
@@ -98,6 +110,8 @@ struct plan {
     size_t nresources;
     struct plan_step *steps;
     size_t nsteps;
+    struct plan_channel *channels;
+    size_t nchannels;
 };
 
 /* The kind's spelling in plans and results ("try-lock"; "repeat" for both repeats). */

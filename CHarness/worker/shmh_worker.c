@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <math.h>
+#include <poll.h>
 #include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -50,6 +51,7 @@ struct resource_state {
     char object[600];             /* how errors name it: key, else path, else memfd:ID */
     struct shmh_segment *segment; /* segments: made on first use */
     int read_only;                /* the current attachment's mode */
+    int private_map;              /* files: this attachment is MAP_PRIVATE (attach mode=private) */
     /* files and memfds */
     int fd;                       /* -1: none (a memfd's is the inherited one, adopted on first use) */
     unsigned char *map;
@@ -353,7 +355,7 @@ static int map_fd(struct resource_state *st, int writable, struct outcome *o) {
     if (sb.st_size <= 0) return refuse(o, SHMH_INVALID_SIZE, "map", st->object, "the file is empty");
     size_t len = (size_t)sb.st_size;
     void *p;
-    if (st->r->kind == PLAN_RES_FILE && st->r->is_private) {
+    if (st->r->kind == PLAN_RES_FILE && (st->r->is_private || st->private_map)) {
         p = mmap(NULL, len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_PRIVATE, st->fd, 0);
         if (p == MAP_FAILED) {
             int err = errno;
@@ -394,6 +396,13 @@ static int create_object(struct resource_state *st, const struct plan_step *step
         return map_fd(st, 1, o);
     }
     case PLAN_RES_MEMFD: {
+        if (st->fd < 0 && !st->r->has_fd) { /* share: pass: nobody inherited it; this worker makes it */
+            char name[300];
+            snprintf(name, sizeof name, "shm-harness-%s", st->r->id.s);
+            int fd = shmh_memfd_create(name, size < 0 ? 0 : (size_t)size, 1);
+            if (fd == -1) return library_failure(o);
+            st->fd = fd;
+        }
         if (memfd_descriptor(st, o) == -1) return -1;
         struct stat sb;
         if (fstat(st->fd, &sb) == 0 && sb.st_size < size && shmh_fd_resize(st->fd, (size_t)size) == -1) return library_failure(o);
@@ -602,6 +611,127 @@ static void describe_value(char *buf, size_t len, int is_u64, const uint8_t *byt
     for (size_t i = 0; i < n && used + 3 < len; i++) used += (size_t)snprintf(buf + used, len - used, "%02x", bytes[i]);
 }
 
+/* --- descriptor passing (DescriptorChannels.swift): the plan's `channel` sockets to other workers --------- */
+
+static int *channel_open; /* per plan.channels[i]: still connected (a peer that ended is dropped) */
+
+/* send-fd: the memfd's descriptor, with the resource id as the message, to every process of `group`. */
+static int send_fd(struct resource_state *st, const struct plan_text *group, struct outcome *o) {
+    if (st->r->kind != PLAN_RES_MEMFD) return refuse(o, SHMH_INVALID_SIZE, "send-fd", st->object, "only a memfd's descriptor is passed");
+    size_t sent = 0;
+    for (size_t i = 0; i < plan.nchannels; i++) {
+        const struct plan_channel *c = &plan.channels[i];
+        if (c->group.len != group->len || memcmp(c->group.s, group->s, group->len) != 0) continue;
+        if (sent == 0 && memfd_descriptor(st, o) == -1) return -1;
+        if (shmh_fd_send(c->fd, st->fd, st->r->id.s, st->r->id.len) == -1) return library_failure(o);
+        sent++;
+    }
+    if (sent == 0) return refuse(o, SHMH_NOT_FOUND, "send-fd", NULL, "no channel to worker group %s in this plan", group->s);
+    return 0;
+}
+
+/* receive-fd: the next descriptor any peer sends becomes the resource; peers that end without sending are
+ * dropped, and when none is left: not-found. */
+static int receive_fd(struct resource_state *st, struct outcome *o) {
+    if (st->r->kind != PLAN_RES_MEMFD) return refuse(o, SHMH_INVALID_SIZE, "receive-fd", st->object, "only a memfd's descriptor is passed");
+    if (st->fd >= 0 || st->r->has_fd) return refuse(o, SHMH_ALREADY_EXISTS, "receive-fd", NULL, "memfd %s: this worker already holds one", st->r->id.s);
+    if (!channel_open && plan.nchannels) {
+        channel_open = malloc(plan.nchannels * sizeof *channel_open);
+        if (!channel_open) return refuse(o, SHMH_OUT_OF_RESOURCES, "receive-fd", NULL, "out of memory");
+        for (size_t i = 0; i < plan.nchannels; i++) channel_open[i] = 1;
+    }
+    for (;;) {
+        struct pollfd fds[plan.nchannels ? plan.nchannels : 1];
+        size_t which[plan.nchannels ? plan.nchannels : 1], n = 0;
+        for (size_t i = 0; i < plan.nchannels; i++)
+            if (channel_open[i]) fds[n] = (struct pollfd){.fd = plan.channels[i].fd, .events = POLLIN}, which[n++] = i;
+        if (n == 0) return refuse(o, SHMH_NOT_FOUND, "receive-fd", NULL, "memfd %s: every sender ended without sending it", st->r->id.s);
+        if (poll(fds, (nfds_t)n, -1) == -1) {
+            if (errno == EINTR) continue;
+            int err = errno;
+            refuse(o, SHMH_UNKNOWN, "receive-fd", NULL, "poll: %s", strerror(err));
+            o->err = err;
+            return -1;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (!fds[k].revents) continue;
+            const struct plan_channel *c = &plan.channels[which[k]];
+            char id[257];
+            size_t len = 0;
+            int fd = shmh_fd_recv(c->fd, id, sizeof id - 1, &len);
+            if (fd == -1) {
+                if (errno == ECONNRESET && shmh_last_failure()->code == SHMH_NOT_FOUND) {
+                    channel_open[which[k]] = 0; /* this peer ended; the others may still send */
+                    close(c->fd);
+                    continue;
+                }
+                return library_failure(o);
+            }
+            id[len] = '\0';
+            if (len != st->r->id.len || memcmp(id, st->r->id.s, len) != 0) {
+                close(fd);
+                return refuse(o, SHMH_KEY_ERROR, "receive-fd", NULL,
+                              "received the descriptor of '%s', expected '%s' (descriptors arrive in the order they were sent) [%s/%ld]",
+                              id, st->r->id.s, c->group.s, c->index);
+            }
+            unsigned int seals;
+            if (shmh_fd_get_seals(fd, &seals) == -1) { /* MemFD(adopting:): only a memfd (or shmem file) has seals */
+                int err = errno;
+                close(fd);
+                refuse(o, SHMH_KEY_ERROR, "receive-fd", NULL, "the received descriptor is not a memfd (%s)", strerror(err));
+                o->err = err;
+                return -1;
+            }
+            st->fd = fd;
+            return 0;
+        }
+    }
+}
+
+/* check-file: the bytes read(2) gets at offset of the file, opened afresh (ResourceHandle+FileSteps.swift). */
+static int check_file(struct resource_state *st, const struct plan_step *step, struct outcome *o) {
+    if (st->r->kind != PLAN_RES_FILE || !st->r->path.s)
+        return refuse(o, SHMH_INVALID_SIZE, "check-file", st->object, "only a file resource has a file to read");
+    int fd = open(st->r->path.s, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd == -1) {
+        int err = errno;
+        refuse(o, err == ENOENT ? SHMH_NOT_FOUND : (err == EACCES || err == ELOOP) ? SHMH_PERMISSION_DENIED : SHMH_UNKNOWN,
+               "check-file", st->r->path.s, "open: %s", strerror(err));
+        o->err = err;
+        return -1;
+    }
+    uint8_t *got = malloc(step->nbytes ? step->nbytes : 1);
+    if (!got) {
+        close(fd);
+        return refuse(o, SHMH_OUT_OF_RESOURCES, "check-file", NULL, "out of memory");
+    }
+    size_t done = 0;
+    int rc = 0;
+    while (rc == 0 && done < step->nbytes) {
+        ssize_t n = pread(fd, got + done, step->nbytes - done, (off_t)(step->offset + (int64_t)done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int err = errno;
+            rc = refuse(o, SHMH_UNKNOWN, "check-file", st->r->path.s, "pread: %s", strerror(err));
+            o->err = err;
+        } else if (n == 0) {
+            rc = refuse(o, SHMH_INVALID_SIZE, "check-file", st->r->path.s, "offset %lld+%zu is past the end of the file (%lld bytes)",
+                        (long long)step->offset, step->nbytes, (long long)(step->offset + (int64_t)done));
+        } else {
+            done += (size_t)n;
+        }
+    }
+    close(fd);
+    if (rc == 0 && memcmp(got, step->bytes, step->nbytes) != 0) {
+        char want[1024], have[1024];
+        describe_value(want, sizeof want, step->is_u64, step->bytes, step->nbytes);
+        describe_value(have, sizeof have, step->is_u64, got, step->nbytes);
+        rc = other(o, OUT_MISMATCH, "in the file of %s at offset %lld (read(2)): want %s, got %s", step->res.s, (long long)step->offset, want, have);
+    }
+    free(got);
+    return rc;
+}
+
 static struct resource_state *find_state(const struct plan_text *id) {
     for (size_t i = 0; i < plan.nresources; i++)
         if (plan.resources[i].id.len == id->len && memcmp(plan.resources[i].id.s, id->s, id->len) == 0) return &states[i];
@@ -652,8 +782,14 @@ static int act(const struct plan_step *step, struct outcome *o) {
     if (step->res.s && !(st = find_state(&step->res)))
         return refuse(o, SHMH_KEY_ERROR, "resource", NULL, "no resource %s in this plan", step->res.s);
     switch (step->kind) {
-    case PLAN_STEP_CREATE: return do_create(st, step, o);
-    case PLAN_STEP_ATTACH: return do_attach(st, step->read_only, o);
+    case PLAN_STEP_CREATE:
+        st->private_map = 0;
+        return do_create(st, step, o);
+    case PLAN_STEP_ATTACH:
+        if (step->private_map && st->r->kind != PLAN_RES_FILE)
+            return refuse(o, SHMH_INVALID_SIZE, "attach", st->object, "mode: private maps a file");
+        st->private_map = step->private_map;
+        return do_attach(st, step->read_only, o);
     case PLAN_STEP_DETACH: return do_detach(st, o);
     case PLAN_STEP_LOCK: {
         uint64_t start = now_ns();
@@ -794,6 +930,19 @@ static int act(const struct plan_step *step, struct outcome *o) {
         raise(step->signal);
         _exit(128 + step->signal);
     }
+    case PLAN_STEP_SYNC:
+        if (is_segment(st)) return refuse(o, SHMH_INVALID_SIZE, "sync", st->object, "sync works on a file or memfd mapping");
+        if (!st->map) return refuse(o, SHMH_NOT_FOUND, "sync", st->object, "not attached");
+        if (msync(st->map, st->map_len, MS_SYNC) == -1) {
+            int err = errno;
+            refuse(o, SHMH_UNKNOWN, "sync", st->object, "msync(%zu bytes): %s", st->map_len, strerror(err));
+            o->err = err;
+            return -1;
+        }
+        return 0;
+    case PLAN_STEP_CHECK_FILE: return check_file(st, step, o);
+    case PLAN_STEP_SEND_FD: return send_fd(st, &step->name, o);
+    case PLAN_STEP_RECEIVE_FD: return receive_fd(st, o);
     case PLAN_STEP_REPEAT_TIMES:
     case PLAN_STEP_REPEAT_FOR: return 0;
     }

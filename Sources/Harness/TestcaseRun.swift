@@ -94,7 +94,7 @@ final class TestcaseRun {
         // memfds are made here and handed to the workers by inheritance, at the same descriptor number.
         var setupHandles: [ResourceHandle] = []
         for (index, resource) in resources.enumerated() {
-            if resource.kind == .memfd {
+            if resource.kind == .memfd && scenario.resource(resource.id)?.share != .pass {
                 do {
                     let memfd = try MemFD.create(name: "shm-harness-\(resource.id)", size: resource.size ?? 0)
                     resources[index].fd = memfd.descriptor?.rawValue
@@ -184,7 +184,7 @@ final class TestcaseRun {
         }
         var result = base(status, detail: detail)
         result.output = workersOutput()
-        result.properties = metrics() + outcomeProperties() + (scenario.limits?.properties ?? [])
+        result.properties = metrics() + outcomeProperties() + (scenario.limits?.properties ?? []) + Self.storageProperties(namedFiles)
         // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
         // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
         for divergence in scenario.divergences {
@@ -285,17 +285,23 @@ final class TestcaseRun {
     // MARK: workers
 
     private func spawnWorkers(resources: [Plan.Resource], planDirectory: String) throws {
+        // send-fd / receive-fd: a socketpair per pair of processes that pass descriptors; each worker inherits
+        // its own ends, and the runner closes its copies once all are started (a sender that ends is then EOF).
+        let channels = try DescriptorChannelSet(workers: scenario.workers)
+        defer { channels.close() }
         for spec in scenario.workers {
             let barriers = Self.barrierNames(spec.steps)
             for index in 0..<spec.count {
                 let steps = Self.withLockTimeouts(spec.steps, default: scenario.timeout)
-                let plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: steps)
+                var plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: steps)
+                plan.channels = channels.channels(of: spec.name, index)
                 let planPath = "\(planDirectory)/\(spec.name)-\(index).plan"
                 try Self.writePlan(plan.encoded(), to: planPath)
                 var env = ProcessInfo.processInfo.environment
                 env["SHM_HARNESS_WORKER"] = "\(spec.name)/\(index)"
                 env["SHM_HARNESS_RUN_TOKEN"] = token
                 env["SHM_HARNESS_RUNNER_PID"] = String(getpid())
+                env["SHM_HARNESS_BIN"] = environment.harnessPath  // exec workers run shm-harness itself (e.g. clean, as another user)
                 for r in resources {
                     let prefix = "SHM_HARNESS_" + (scenario.resource(r.id)?.environmentName ?? r.id.uppercased()) + "_"
                     env[prefix + "KIND"] = r.kind.rawValue
@@ -324,7 +330,7 @@ final class TestcaseRun {
                     arguments = environment.swiftWorkerCommand + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
                 }
                 let process = try SpawnedProcess(
-                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd),
+                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd) + plan.channels.map(\.fd),
                     descriptorLimit: scenario.limits?.nofile)
                 workers.append(Worker(group: spec.name, index: index, spec: spec, process: process, barriersNamed: barriers))
             }

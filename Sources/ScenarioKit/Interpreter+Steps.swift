@@ -74,14 +74,16 @@ extension Interpreter {
                 let args = Arguments(fields)
                 guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
                 var readOnly = false
+                var isPrivate = false
                 if let m = args["mode"], let mode = reader.string(m, "mode") {
                     switch mode {
                     case "ro": readOnly = true
                     case "rw": readOnly = false
-                    default: reader.fail(m, "mode is ro or rw, not '\(mode)'")
+                    case "private": isPrivate = true
+                    default: reader.fail(m, "mode is ro, rw or private, not '\(mode)'")
                     }
                 }
-                action = .attach(resource: res, readOnly: readOnly)
+                action = isPrivate ? .attachPrivate(resource: res) : .attach(resource: res, readOnly: readOnly)
             } else if let res = resourceOnly("attach") {
                 action = .attach(resource: res, readOnly: false)
             }
@@ -109,13 +111,17 @@ extension Interpreter {
             let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
             let amount = args["value"].flatMap { reader.int($0, "value") } ?? 1
             action = kind == .add ? .add(resource: res, offset: offset, value: Int64(amount)) : .atomicAdd(resource: res, offset: offset, value: Int64(amount))
-        case .store, .check:
+        case .store, .check, .checkFile:
             guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "offset", "u64", "hex"]) else { return nil }
             let args = Arguments(fields)
             guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
             let offset = args["offset"].flatMap { reader.int($0, "offset", range: 0...Int.max) } ?? 0
             guard let stored = storedValue(args, value) else { return nil }
-            action = kind == .store ? .store(resource: res, offset: offset, value: stored) : .check(resource: res, offset: offset, value: stored)
+            switch kind {
+            case .store: action = .store(resource: res, offset: offset, value: stored)
+            case .check: action = .check(resource: res, offset: offset, value: stored)
+            default: action = .checkFile(resource: res, offset: offset, value: stored)
+            }
         case .load, .storeLoaded, .compare:
             let extra = kind == .load ? [] : kind == .storeLoaded ? ["plus"] : ["with"]
             guard let fields = reader.mapping(value, kind.rawValue, allowed: ["res", "offset"] + extra) else { return nil }
@@ -173,6 +179,21 @@ extension Interpreter {
                     reader.fail(value, "unknown signal '\(text)'")
                 }
             }
+        case .sendFD:
+            guard let fields = reader.mapping(value, "send-fd", allowed: ["res", "to"]) else { return nil }
+            let args = Arguments(fields)
+            guard let res = resourceRef(args["res"], value, ids: Set(resources.keys)) else { return nil }
+            guard let toNode = args["to"] else {
+                reader.fail(value, "send-fd needs to: (the worker group that receives the descriptor)")
+                return nil
+            }
+            guard let group = reader.string(toNode, "to"), !group.isEmpty else {
+                reader.fail(toNode, "to: names a worker group")
+                return nil
+            }
+            action = .sendFD(resource: res, to: group)
+        case .receiveFD: action = resourceOnly("receive-fd").map { .receiveFD(resource: $0) }
+        case .sync: action = resourceOnly("sync").map { .sync(resource: $0) }
         case .repeat:
             guard let body = nested else {
                 reader.fail(node, "repeat needs steps:")
@@ -209,6 +230,12 @@ extension Interpreter {
             reader.fail(node, "truncate changes a file's size; '\(id)' is a segment")
         case .seal where resource.kind != .memfd:
             reader.fail(node, "seal applies to a memfd; '\(id)' is a \(resource.kind.rawValue)")
+        case .sync where resource.kind == .segment, .checkFile where resource.kind != .file:
+            reader.fail(node, "\(action.kind.rawValue) works on a file\(action.kind == .sync ? " or memfd" : "") resource; '\(id)' is a \(resource.kind.rawValue)")
+        case .attachPrivate where resource.kind != .file:
+            reader.fail(node, "mode: private maps a file copy-on-write; '\(id)' is a \(resource.kind.rawValue)")
+        case .sendFD where resource.kind != .memfd, .receiveFD where resource.kind != .memfd:
+            reader.fail(node, "\(action.kind.rawValue) passes a memfd's descriptor; '\(id)' is a \(resource.kind.rawValue)")
         default: break
         }
     }

@@ -5,7 +5,7 @@ import Yams
 struct Interpreter {
     var reader: NodeReader
 
-    static let resourceKeys = ["kind", "backend", "key", "size", "lock", "lock-offset", "dir", "private", "seals"]
+    static let resourceKeys = ["kind", "backend", "key", "size", "lock", "lock-offset", "dir", "private", "seals", "share"]
     static let workerKeys = ["name", "count", "impl", "command", "user", "steps", "expect", "divergence"]
     static let maxWorkers = 4096
 
@@ -65,6 +65,7 @@ struct Interpreter {
         checkPlannedSteps(workers, node: value("workers"))
         let expect = value("expect").flatMap { expectation($0, ids: ids) } ?? ScenarioExpectation(memory: [], checkLeaks: true)
         checkOutcomes(expect.outcomes, workers: workers, setup: setup)
+        checkDescriptorPassing(workers: workers, setup: setup, expect: expect, resources: kinds)
 
         var classname = "scenarios"
         if let root {
@@ -110,6 +111,7 @@ struct Interpreter {
         only("dir", for: .file)
         only("private", for: .file)
         only("seals", for: .memfd)
+        only("share", for: .memfd)
         if kind == .segment {
             if let node = value("backend") { spec.backend = reader.choice(node, "backend", as: SegmentBackend.self) } else {
                 spec.backend = .systemv
@@ -152,6 +154,7 @@ struct Interpreter {
         if let node = value("seals"), let list = reader.list(node, "seals") {
             spec.seals = list.compactMap { reader.choice($0, "seal", as: Seal.self) }
         }
+        if let node = value("share") { spec.share = reader.choice(node, "share", as: MemFDShare.self) ?? .inherit }
         return spec
     }
 
@@ -247,6 +250,10 @@ struct Interpreter {
         .truncate: "Qt's segments have no file size to change",
         .seal: "Qt has no memfd seals",
         .touchAll: "the Qt worker has no unguarded plain loads (Python cannot read memory without bounds checks)",
+        .sendFD: "Qt has no descriptor passing (and no memfd resources)",
+        .receiveFD: "Qt has no descriptor passing (and no memfd resources)",
+        .sync: "QSharedMemory has no msync (and no file resources)",
+        .checkFile: "Qt has no file resources",
     ]
 
     /// `store-loaded` writes what an earlier `load` of the same worker read: a worker's steps must load first.

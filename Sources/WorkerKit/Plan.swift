@@ -52,6 +52,8 @@ public struct Plan: Sendable {
     public var count: Int
     public var resources: [Resource]
     public var steps: [Step]
+    /// Sockets to other workers for `send-fd` / `receive-fd` (`channel GROUP INDEX fd=N` lines).
+    public var channels: [Channel] = []
 
     public init(file: String, group: String, index: Int, count: Int, resources: [Resource], steps: [Step]) {
         self.file = file
@@ -79,6 +81,7 @@ public struct Plan: Sendable {
             if r.isPrivate { fields.append("private=1") }
             lines.append("resource \(Self.encode(r.id)) " + fields.joined(separator: " "))
         }
+        for c in channels { lines.append("channel \(Self.encode(c.group)) \(c.index) fd=\(c.fd)") }
         Self.encode(steps, into: &lines)
         lines.append("end")
         return lines.joined(separator: "\n") + "\n"
@@ -104,6 +107,9 @@ public struct Plan: Sendable {
             case .attach(let r, let readOnly):
                 add("res", r)
                 add("mode", readOnly ? "ro" : "rw")
+            case .attachPrivate(let r):
+                add("res", r)
+                add("mode", "private")
             case .lock(let r, let timeout):
                 add("res", r)
                 if let timeout { add("timeout-ns", "\(timeout.nanoseconds)") }
@@ -143,6 +149,17 @@ public struct Plan: Sendable {
             case .barrier(let name): add("name", name)
             case .sleep(let duration): add("ns", "\(duration.nanoseconds)")
             case .crash(let signal): add("signal", "\(signal)")
+            case .sendFD(let r, let group):
+                add("res", r)
+                add("to", group)
+            case .receiveFD(let r), .sync(let r): add("res", r)
+            case .checkFile(let r, let offset, let value):
+                add("res", r)
+                add("offset", "\(offset)")
+                switch value {
+                case .u64(let v): add("u64", "\(v)")
+                case .bytes(let b): add("hex", b.map { String(format2: $0) }.joined())
+                }
             }
             if let e = step.expectError { add("expect-error", e) }
             if let list = step.outcomes { add("expect-error", list.joined(separator: ",")) }
@@ -208,6 +225,7 @@ public struct Plan: Sendable {
                     id: id, kind: kind, key: f["key"], size: try number("size", 0...Int.max), lock: lock,
                     lockOffset: try number("lock-offset", 0...Int.max) ?? 0, path: f["path"],
                     fd: try number("fd", 0...Int(Int32.max)).map { Int32($0) }, isPrivate: isPrivate))
+            case "channel": plan.channels.append(try Channel.parse(words, line: position))
             case "step", "repeat": stepLines.append((position, line))
             case "end":
                 var cursor = 0
@@ -235,6 +253,9 @@ public struct Plan: Sendable {
         case .barrier: ["name"]
         case .sleep: ["ns"]
         case .crash: ["signal"]
+        case .sendFD: ["res", "to"]
+        case .receiveFD, .sync: ["res"]
+        case .checkFile: ["res", "offset", "u64", "hex"]
         case .repeat: ["times", "for-ns", "body"]
         case .load: ["res", "offset"]
         case .storeLoaded: ["res", "offset", "plus"]
@@ -316,8 +337,8 @@ public struct Plan: Sendable {
             case .create: action = .create(resource: try res(), size: f["size"] == nil ? nil : try int("size", 0, 0...Int.max))
             case .attach:
                 let mode = f["mode"] ?? "rw"
-                guard mode == "ro" || mode == "rw" else { throw ParseError(line: number, message: "mode=\(mode): want ro or rw") }
-                action = .attach(resource: try res(), readOnly: mode == "ro")
+                guard mode == "ro" || mode == "rw" || mode == "private" else { throw ParseError(line: number, message: "mode=\(mode): want ro, rw or private") }
+                action = mode == "private" ? .attachPrivate(resource: try res()) : .attach(resource: try res(), readOnly: mode == "ro")
             case .detach: action = .detach(resource: try res())
             case .lock:
                 var timeout: Duration?
@@ -331,7 +352,7 @@ public struct Plan: Sendable {
             case .touchAll: action = .touchAll(resource: try res())
             case .add: action = .add(resource: try res(), offset: try int("offset"), value: try int64("value", 1))
             case .atomicAdd: action = .atomicAdd(resource: try res(), offset: try int("offset"), value: try int64("value", 1))
-            case .store, .check:
+            case .store, .check, .checkFile:
                 let value: StoredValue
                 switch (f["u64"], f["hex"]) {
                 case (let u?, nil):
@@ -347,7 +368,11 @@ public struct Plan: Sendable {
                     throw ParseError(line: number, message: "\(kind.rawValue) needs u64= or hex= (one of them)")
                 }
                 let r = try res()
-                action = kind == .store ? .store(resource: r, offset: try int("offset"), value: value) : .check(resource: r, offset: try int("offset"), value: value)
+                switch kind {
+                case .store: action = .store(resource: r, offset: try int("offset"), value: value)
+                case .check: action = .check(resource: r, offset: try int("offset"), value: value)
+                default: action = .checkFile(resource: r, offset: try int("offset"), value: value)
+                }
             case .fill: action = .fill(resource: try res(), byte: UInt8(try int("byte", 0, 0...255)))
             case .checkFill: action = .checkFill(resource: try res(), byte: UInt8(try int("byte", 0, 0...255)))
             case .truncate: action = .truncate(resource: try res(), size: try int("size", 0, 0...Int.max))
@@ -377,6 +402,12 @@ public struct Plan: Sendable {
             case .compare:
                 _ = try required("with")
                 action = .compare(resource: try res(), offset: try int("offset"), with: try int("with"))
+            case .sendFD:
+                let group = try required("to")
+                guard !group.isEmpty else { throw ParseError(line: number, message: "send-fd needs a group to send to") }
+                action = .sendFD(resource: try res(), to: group)
+            case .receiveFD: action = .receiveFD(resource: try res())
+            case .sync: action = .sync(resource: try res())
             case .repeat: throw ParseError(line: number, message: "repeat is its own line kind")
             }
             var step = Step(action: action, expectError: f["expect-error"], location: location)

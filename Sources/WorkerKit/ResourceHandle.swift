@@ -45,9 +45,15 @@ package class ResourceHandle {
 
     /// The mapped bytes while attached.
     package var bytes: UnsafeMutableRawBufferPointer? { nil }
+    /// Files and memfds: the current mapping (for `sync`).
+    package var fileMapping: FileMapping? { nil }
     var isReadOnly: Bool { false }
     func createObject(size: Int) throws(SharedMemoryError) {}
     func attachObject(readOnly: Bool) throws(SharedMemoryError) {}
+    /// A private (copy-on-write) mapping: files only.
+    func attachPrivateObject() throws(SharedMemoryError) {
+        throw SharedMemoryError(.invalidSize, operation: "attach", object: objectName, detail: "mode: private maps a file; this is a \(spec.kind.rawValue)")
+    }
     func detachObject() throws(SharedMemoryError) {}
     package func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] { [] }
     func write(_ bytes: [UInt8], at offset: Int) throws(SharedMemoryError) {}
@@ -70,8 +76,8 @@ package class ResourceHandle {
         try openInMemoryLock(initialize: true)
     }
 
-    package func attach(readOnly: Bool) throws(SharedMemoryError) {
-        try attachObject(readOnly: readOnly)
+    package func attach(readOnly: Bool, private isPrivate: Bool = false) throws(SharedMemoryError) {
+        if isPrivate { try attachPrivateObject() } else { try attachObject(readOnly: readOnly) }
         do throws(SharedMemoryError) { try openInMemoryLock(initialize: false) } catch { lockProblem = error }
     }
 
@@ -245,6 +251,7 @@ final class MappedFileHandle: ResourceHandle {
     private var mapping: FileMapping?
 
     override var bytes: UnsafeMutableRawBufferPointer? { mapping?.bytes }
+    override package var fileMapping: FileMapping? { mapping }
     override var isReadOnly: Bool { mapping.map { !$0.isWritable } ?? false }
 
     private var path: String { spec.path ?? "" }
@@ -260,6 +267,13 @@ final class MappedFileHandle: ResourceHandle {
         let opened = try MappedFile.open(at: path)
         file = opened
         mapping = try opened.map(spec.isPrivate ? .private : .shared, writable: !readOnly)
+    }
+
+    override func attachPrivateObject() throws(SharedMemoryError) {
+        guard mapping == nil else { throw SharedMemoryError(.alreadyExists, operation: "attach", object: path, detail: "already attached") }
+        let opened = try MappedFile.open(at: path)
+        file = opened
+        mapping = try opened.map(.private, writable: true)
     }
 
     override func detachObject() throws(SharedMemoryError) {
@@ -310,6 +324,7 @@ final class MemFDHandle: ResourceHandle {
     override init(_ spec: Plan.Resource) { super.init(spec) }
 
     override var bytes: UnsafeMutableRawBufferPointer? { mapping?.bytes }
+    override package var fileMapping: FileMapping? { mapping }
     override var isReadOnly: Bool { mapping.map { !$0.isWritable } ?? false }
 
     private func object() throws(SharedMemoryError) -> MemFD {
@@ -321,6 +336,8 @@ final class MemFDHandle: ResourceHandle {
     }
 
     override func createObject(size: Int) throws(SharedMemoryError) {
+        // share: pass: nobody inherited it; this worker makes it (and may send it).
+        if memfd == nil && spec.fd == nil { memfd = try MemFD.create(name: "shm-harness-\(spec.id)", size: size) }
         let memfd = try object()
         if try memfd.size() < size { try memfd.resize(to: size) }
         mapping = try memfd.map(.shared, writable: true)
@@ -345,6 +362,24 @@ final class MemFDHandle: ResourceHandle {
     override func read(at offset: Int, count: Int) throws(SharedMemoryError) -> [UInt8] { try mapped().read(at: offset, count: count) }
     override func write(_ bytes: [UInt8], at offset: Int) throws(SharedMemoryError) { try mapped().write(bytes, at: offset) }
     override func truncate(to size: Int) throws(SharedMemoryError) { try object().resize(to: size) }
+
+    /// The descriptor to send (`send-fd`): the one this process made, inherited or received.
+    func descriptorToSend() throws(SharedMemoryError) -> FileDescriptor {
+        guard let fd = try object().descriptor else { throw SharedMemoryError(.notFound, operation: "send-fd", detail: "memfd \(spec.id) is closed") }
+        return fd
+    }
+
+    /// A descriptor received from another worker (`receive-fd`) becomes this resource.
+    func adopt(received fd: FileDescriptor) throws(SharedMemoryError) {
+        if memfd != nil || spec.fd != nil {
+            try? fd.close()
+            throw SharedMemoryError(.alreadyExists, operation: "receive-fd", detail: "memfd \(spec.id): this worker already holds one")
+        }
+        do throws(SharedMemoryError) { memfd = try MemFD(adopting: fd, name: spec.id) } catch {
+            try? fd.close()
+            throw error
+        }
+    }
 
     override func seal(_ seals: [Seal]) throws(SharedMemoryError) {
         guard let set = MemFD.Seals(names: seals.map(\.rawValue).joined(separator: ",")) else {

@@ -74,6 +74,9 @@ public struct ResourceSpec: Sendable {
     public var isPrivate: Bool
     public var seals: [Seal]
     public var location: SourceLocation
+    /// memfd: how workers get it: by inheritance (the runner makes it), or passed between workers over the
+    /// runner's sockets (a worker makes it and sends it with `send-fd`).
+    public var share: MemFDShare = .inherit
 
     /// The environment name part: upper-cased, `-` as `_`.
     public var environmentName: String {
@@ -169,6 +172,9 @@ public struct Step: Sendable {
     public indirect enum Action: Sendable {
         case create(resource: String, size: Int?)
         case attach(resource: String, readOnly: Bool)
+        /// `attach: {res, mode: private}`: a file mapped private and writable (copy-on-write): its stores never
+        /// reach the file, and a page it has written no longer follows the file.
+        case attachPrivate(resource: String)
         case detach(resource: String)
         /// `timeout`: how long the step waits before lock-error (nil: the scenario's timeout, filled in by the runner).
         case lock(resource: String, timeout: Duration?)
@@ -194,12 +200,21 @@ public struct Step: Sendable {
         case repeatTimes(Int, [Step])
         case repeatFor(Duration, [Step])
         case crash(signal: Int32)
+        /// Sends the resource's descriptor (SCM_RIGHTS) to every process of worker group `to`.
+        case sendFD(resource: String, to: String)
+        /// Waits for a descriptor sent to this worker and adopts it as the resource.
+        case receiveFD(resource: String)
+        /// msync(MS_SYNC) of the worker's mapping of a file.
+        case sync(resource: String)
+        /// Opens the file afresh and compares the bytes `read(2)` (pread) gets at `offset`: what is in the file,
+        /// not what a mapping shows.
+        case checkFile(resource: String, offset: Int, value: StoredValue)
 
         /// The step's name in scenario files.
         public var kind: StepKind {
             switch self {
             case .create: .create
-            case .attach: .attach
+            case .attach, .attachPrivate: .attach
             case .detach: .detach
             case .lock: .lock
             case .unlock: .unlock
@@ -220,16 +235,20 @@ public struct Step: Sendable {
             case .sleep: .sleep
             case .repeatTimes, .repeatFor: .repeat
             case .crash: .crash
+            case .sendFD: .sendFD
+            case .receiveFD: .receiveFD
+            case .sync: .sync
+            case .checkFile: .checkFile
             }
         }
 
         /// The resource the step works on, if any.
         public var resource: String? {
             switch self {
-            case .create(let r, _), .attach(let r, _), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
+            case .create(let r, _), .attach(let r, _), .attachPrivate(let r), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
                 .add(let r, _, _), .atomicAdd(let r, _, _), .store(let r, _, _), .check(let r, _, _), .fill(let r, _),
                 .checkFill(let r, _), .truncate(let r, _), .seal(let r, _), .touchAll(let r), .load(let r, _),
-                .storeLoaded(let r, _, _), .compare(let r, _, _):
+                .storeLoaded(let r, _, _), .compare(let r, _, _), .sendFD(let r, _), .receiveFD(let r), .sync(let r), .checkFile(let r, _, _):
                 r
             case .barrier, .sleep, .repeatTimes, .repeatFor, .crash: nil
             }
@@ -242,6 +261,8 @@ public enum StepKind: String, Sendable, CaseIterable {
     case create, attach, detach, lock, unlock, tryLock = "try-lock", add, atomicAdd = "atomic-add", store, check, fill
     case checkFill = "check-fill", truncate, seal, touchAll = "touch-all", barrier, sleep, `repeat`, crash
     case load, storeLoaded = "store-loaded", compare
+    case sendFD = "send-fd", receiveFD = "receive-fd"
+    case sync, checkFile = "check-file"
 }
 
 /// Signal names and numbers (Linux).

@@ -43,6 +43,8 @@ public final class StepExecutor {
     public internal(set) var stats = WorkerStats()
     /// What the last `load` read, for `store-loaded`; nil before any load.
     private var loaded: UInt64?
+    /// Sockets to other workers, for `send-fd` / `receive-fd`.
+    public var channels = DescriptorChannels([])
     static let maxLatencySamples = 200_000
 
     /// What a step can end in besides success.
@@ -154,6 +156,9 @@ public final class StepExecutor {
         case .attach(let id, let readOnly):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.attach(readOnly: readOnly) }
+        case .attachPrivate(let id):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.attach(readOnly: false, private: true) }
         case .detach(let id):
             let r = try resource(id)
             try library { () throws(SharedMemoryError) in try r.detach() }
@@ -244,6 +249,22 @@ public final class StepExecutor {
             fflush(nil)
             kill(getpid(), signal)
             _exit(128 + signal)
+        case .sendFD(let id, let group):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try channels.send(r, to: group) }
+        case .receiveFD(let id):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try channels.receive(into: r) }
+        case .sync(let id):
+            let r = try resource(id)
+            try library { () throws(SharedMemoryError) in try r.sync() }
+        case .checkFile(let id, let offset, let value):
+            let r = try resource(id)
+            let got = try library { () throws(SharedMemoryError) in try r.readFile(at: offset, count: value.bytes.count) }
+            if got != value.bytes {
+                let shown: StoredValue = if case .u64 = value { .u64(Self.littleEndian(got)) } else { .bytes(got) }
+                throw .mismatch("in the file of \(id) at offset \(offset) (read(2)): want \(value), got \(shown)")
+            }
         case .repeatTimes, .repeatFor:
             break
         }

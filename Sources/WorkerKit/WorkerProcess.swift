@@ -63,6 +63,7 @@ public enum WorkerProcess {
             if reply == "go \(name)" { return }
             throw StepFailure(line: 0, step: "barrier", error: "barrier-aborted", message: String(reply.dropFirst("abort ".count)), errno: nil)
         }
+        executor.channels = DescriptorChannels(plan.channels)
         var result = Result(ok: true, ops: 0, elapsedNs: 0, lockCount: 0)
         var status: Int32 = 0
         do {

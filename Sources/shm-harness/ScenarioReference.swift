@@ -99,7 +99,7 @@ workers:
 |---|---|---|
 | `segment` | `backend` (systemv, posix), `key`, `size`, `lock` | a keyed segment with Qt's semantics; its lock is the segment's system semaphore, as in Qt |
 | `file` | `dir` (tmpfs, disk, runtime, or a path), `size`, `private`, `lock`, `lock-offset` | a file mapped shared (or private); `tmpfs` is /dev/shm, `disk` a disk-backed temp dir, `runtime` XDG_RUNTIME_DIR; named `<dir>/shm-harness-<id>-<token>` and removed when the testcase ends |
-| `memfd` | `size`, `seals` (shrink, grow, write, seal), `lock`, `lock-offset` | an anonymous memfd, sealed at setup, handed to workers by inheritance |
+| `memfd` | `size`, `seals` (shrink, grow, write, seal), `lock`, `lock-offset`, `share` (inherit, pass) | an anonymous memfd, sealed at setup, handed to workers by inheritance; with `share: pass` a worker makes it and passes it to others (see "Descriptor passing") |
 
 Keys are made unique per run, so runs never collide with each other or with your own objects, and the
 report names the unique key. The suffix (`-<run token in decimal>-<n>`) has no letters: Qt keeps only a key's
@@ -117,7 +117,7 @@ the other holds.
 | field | meaning |
 |---|---|
 | `name`, `count` | a group of `count` identical processes (default 1) |
-| `impl` | `swift` (the Swift worker, `shm-harness-worker` beside `shm-harness`; the default), `c` (the C worker `shmh-worker`, which `swift build` builds beside `shm-harness`; `SHM_HARNESS_C_WORKER` names another build, e.g. a sanitizer one), `qt` (real Qt through PySide6: see "impl: qt" below), `exec` with `command: [argv...]`: any program, which finds each resource in its environment: `SHM_HARNESS_<ID>_KIND`, and as they apply `_KEY` (Qt's string form of the native key, as `QNativeIpcKey::toString()` writes it), `_LEGACY_KEY` (the unique legacy key the runner derived), `_TYPE` (systemv, posix), `_SIZE`, `_PATH`, `_FD`; `<ID>` is the resource id upper-cased with `-` as `_`. Also `SHM_HARNESS_WORKER` (group name and index, `hammer/3`) |
+| `impl` | `swift` (the Swift worker, `shm-harness-worker` beside `shm-harness`; the default), `c` (the C worker `shmh-worker`, which `swift build` builds beside `shm-harness`; `SHM_HARNESS_C_WORKER` names another build, e.g. a sanitizer one), `qt` (real Qt through PySide6: see "impl: qt" below), `exec` with `command: [argv...]`: any program, which finds each resource in its environment: `SHM_HARNESS_<ID>_KIND`, and as they apply `_KEY` (Qt's string form of the native key, as `QNativeIpcKey::toString()` writes it), `_LEGACY_KEY` (the unique legacy key the runner derived), `_TYPE` (systemv, posix), `_SIZE`, `_PATH`, `_FD`; `<ID>` is the resource id upper-cased with `-` as `_`. Also `SHM_HARNESS_WORKER` (group name and index, `hammer/3`) and `SHM_HARNESS_BIN` (the `shm-harness` binary running the scenario, e.g. to run `clean` as another user) |
 | `user` | drop to this user (name or uid, its primary group) before the first step; needs root and a user the runner can switch to, else the testcase is skipped |
 | `steps` | what each process does, in order |
 | `expect` | how each process must end: `exit: 0` (default), or `signal: SIGBUS` (or any signal name) |
@@ -132,7 +132,7 @@ failing, fails the worker.
 | step | meaning |
 |---|---|
 | `create: RES` or `{res, size}` | create (segment: Qt's create; file: create and size it) |
-| `attach: RES` or `{res, mode: ro}` | attach read-write, or read-only |
+| `attach: RES` or `{res, mode: ro}` or `{res, mode: private}` | attach read-write, or read-only; `private` (files only) maps the file private and writable (copy-on-write, `MAP_PRIVATE`): the worker's stores never reach the file, and a page it has written no longer shows other workers' writes (`scenarios/storage/private-mapping.yaml`) |
 | `detach: RES` | detach (a segment's last detach destroys it, as in Qt) |
 | `lock: RES` or `{res, timeout: 2s}`, `unlock: RES`, `try-lock: RES` | the resource's lock; `lock` waits at most `timeout` (default: the scenario's timeout), then fails with `lock-error` (e.g. a lock a dead process keeps: POSIX semaphores have no undo) |
 | `add: {res, offset, value}` | plain 64-bit read-modify-write (not atomic) |
@@ -143,6 +143,8 @@ failing, fails the worker.
 | `store: {res, offset, u64 or hex}`, `check: {res, offset, u64 or hex}` | write; compare (a mismatch fails the worker). Both go through the library's checked access: `store` on a read-only attachment fails with `permission-denied` rather than faulting; an offset past the end of the mapping fails with `invalid-size`; a mapped page whose file was shrunk away fails with `bus-error`, whether the size check or the fault guard finds it |
 | `fill: {res, byte}`, `check-fill: {res, byte}` | every byte |
 | `truncate: {res, size}`, `seal: {res, seals}` | change a file's size; add seals |
+| `sync: RES` | `msync(MS_SYNC)` of the worker's mapping of a file or memfd: written back to the device before the step ends |
+| `check-file: {res, offset, u64 or hex}` | opens the file afresh (`O_RDONLY`, no mapping) and compares what `read(2)` returns at `offset`: what the file holds, whatever a mapping shows; past the end `invalid-size`. On Linux a shared mapping's stores are in the page cache, so `read(2)` sees them even before `sync`; what `sync` adds (the bytes on the device) no process of the same boot can observe, so `scenarios/storage/msync-on-disk.yaml` shows that msync succeeds and the file holds the bytes, and that a private mapping's synced stores are not in the file |
 | `add`, `atomic-add` on memory another process shrank | `bus-error` (they run under the same fault guard; a page that is gone is never a dead worker) |
 | `touch-all: RES` | read every page with plain (volatile: no optimizer removes them, in debug and release builds) loads, unguarded: after a shrink the worker dies of SIGBUS, which a scenario expects with `signal: SIGBUS`. `check` and `check-fill` go through the library's guarded access and fail with `bus-error` instead |
 | `barrier: NAME` | wait until every worker whose steps name NAME has reached it; if one of them ends without reaching it, the waiting workers are released with an error (the testcase errs, naming the barrier and the missing worker) rather than hanging |
@@ -191,6 +193,31 @@ reports no tallies; the failure then says how many workers were not counted. The
 that no step counts, and an expected outcome that no counting step accepts. The Swift, C and Qt workers all
 count (`scenarios/create/race-one-creator.yaml`); for `impl: qt` a `lock` may not accept both success and
 `lock-error` (Qt's lock() cannot be abandoned).
+
+## Descriptor passing: send-fd and receive-fd
+A memfd reaches workers in one of two ways. By default (`share: inherit`) the runner makes it at setup, seals
+it, and every worker inherits it at the same descriptor number. With `share: pass` nobody inherits it: a worker
+makes it (`create`), may fill and seal it, and hands it to another worker group over a Unix socket
+(`SCM_RIGHTS`), as unrelated processes do; the receiver gets its own descriptor for the same memory.
+
+| step | meaning |
+|---|---|
+| `send-fd: {res, to: GROUP}` | sends the memfd's descriptor (the one this worker made, inherited or received) to every process of worker group GROUP (a group sending to itself sends to its other processes). A peer that is gone: `not-found` |
+| `receive-fd: RES` | waits for the next descriptor sent to this worker and makes it RES (then `attach` maps it). Descriptors arrive in the order they were sent, each labelled with its resource id (the wrong one: `key-error`). When every worker that could send to this one has ended without sending: `not-found` (never a hang). A worker that already holds RES: `already-exists` |
+
+The runner makes one `SOCK_SEQPACKET` socketpair per pair of processes that pass descriptors (every process of
+a sending group with every process of the group it names); each worker inherits only its own ends and the
+runner closes its copies once the workers are started, so a sender that dies is an end of stream for its
+receivers. The seals travel with the memfd: a receiver cannot write, shrink, grow or unseal what its owner
+sealed, whichever user it runs as (`scenarios/memfd/passed-seals-protect-owner.yaml`,
+`scenarios/perms/memfd-passed-to-stranger.yaml`), and it maps the same memory: a value either side stores, the
+other reads (`scenarios/memfd/passed-between-workers.yaml`, Swift and C workers in both directions).
+
+Checked when the file is loaded: `to:` names a worker group that is `impl: swift` or `c` (Qt has no descriptor
+passing and no memfd; `exec` workers have no steps), and not the sender alone; every `receive-fd` has a group
+that sends to it; both steps take a memfd resource; a `share: pass` memfd appears in no setup step and no
+`expect: memory` (the runner never holds it: check it in a worker); one pair of groups needs at most 1024 socket
+pairs (sender count × receiver count).
 
 ## impl: qt - real Qt as a worker
 `impl: qt` runs the worker's plan with Qt 6 itself: `QtWorker/qt_worker.py` (embedded in the `shm-harness`
@@ -318,6 +345,9 @@ selection is not empty.
   `[[PROPERTY|name=value]]` (the form Jenkins' JUnit attachments and GitLab read): `workers`, `operations`,
   `operations_per_second`, `lock_count`, `lock_p50_ns`, `lock_p90_ns`, `lock_p99_ns`, `lock_max_ns`. The
   schema allows no `<properties>` inside a `<testcase>`, so there are none.
+- Each `file` resource adds `res.ID.dir` (its folder) and `res.ID.fstype` (that folder's file system, from
+  statfs: `tmpfs`, `ext4`, ...) to the testcase's properties, so the timings of one workload on `dir: tmpfs`,
+  `runtime` and `disk` can be read side by side (`scenarios/storage/same-workload.yaml`).
 - Text is escaped and stripped of characters XML 1.0 forbids.
 
 Whatever a worker does to a shared object (shrinks a segment, dies holding its lock), the runner writes its

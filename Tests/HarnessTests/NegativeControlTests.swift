@@ -82,6 +82,22 @@ import Glibc
         Control(
             fixture: "seals-unsealed",
             message: [step("seals-unsealed", worker: "reader/0", line: 21, step: "truncate", "unexpected-success: expected sealed, but the step succeeded")]),
+        // descriptor passing: a memfd passed unsealed does not protect its owner...
+        Control(
+            fixture: "passed-unsealed",
+            message: [step("passed-unsealed", worker: "receiver/0", line: 23, step: "attach", "unexpected-success: expected sealed, but the step succeeded")]),
+        // ...and without receive-fd the receiver's memory is not the sender's
+        Control(
+            fixture: "passed-not-received",
+            message: [step("passed-not-received", worker: "receiver/0", line: 24, step: "check", "check-mismatch: at offset 128 of blob: want u64 4242, got u64 0")]),
+        // a private mapping: mapped shared instead, the reader sees the writer's store
+        Control(
+            fixture: "private-mapping-shared",
+            message: [step("private-mapping-shared", worker: "private-reader/0", line: 20, step: "check", "check-mismatch: at offset 136 of data: want u64 0, got u64 2")]),
+        // check-file reads the file, not the mapping: a private store is not in it
+        Control(
+            fixture: "check-file-private-store",
+            message: [step("check-file-private-store", worker: "private-writer/0", line: 19, step: "check-file", "check-mismatch: in the file of data at offset 256 (read(2)): want u64 99, got u64 0")]),
     ]
 
     @Test(arguments: controls)

@@ -49,7 +49,7 @@ public final class UnixSocket {
     public let path: String?
     private var fd: FileDescriptor?
 
-    private init(fd: FileDescriptor, path: String?) {
+    init(fd: FileDescriptor, path: String?) {
         self.fd = fd
         self.path = path
     }
@@ -127,6 +127,9 @@ public final class UnixSocket {
         self.fd = nil
         if let path { unlink(path) }
     }
+
+    /// The socket's descriptor (nil once closed), e.g. to `poll` several sockets.
+    public var descriptor: FileDescriptor? { fd }
 
     private func site(_ operation: String) -> CallSite { CallSite(operation: operation, object: path ?? "unix socket") }
 
