@@ -35,7 +35,7 @@ final class TestcaseRun {
     let scenario: Scenario
     let environment: RunEnvironment
     let token: String
-    private var workers: [Worker] = []
+    var workers: [Worker] = []
     private var problems: [(kind: Kind, message: String)] = []
     /// The resources whose paths this run named.
     private var namedFiles: [Plan.Resource] = []
@@ -46,6 +46,11 @@ final class TestcaseRun {
     /// Told the verdict as it stands once the workers have ended, before teardown and the leak check (an
     /// isolated child prints it, so that its parent can still report it if the child hangs after that).
     var onWorkersEnded: ((TestCaseResult) -> Void)?
+    /// The testcase's seed: every random choice of chaos and start delays (see Chaos.swift).
+    var seed: UInt64 = 0
+    /// `run --jitter`: a start delay of at most this for every worker.
+    var jitter: Duration?
+    lazy var chaos = ChaosState(plan: ChaosPlan(scenario: scenario, seed: seed, jitter: jitter))
 
     init(scenario: Scenario, environment: RunEnvironment, token: String, journal: JournalWriter?) {
         self.journal = journal
@@ -176,6 +181,10 @@ final class TestcaseRun {
         result.properties = metrics()
         // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
         // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
+        if !chaos.plan.isEmpty {
+            result.properties += chaos.plan.properties
+            if !chaos.log.isEmpty { result.output = chaos.log.joined(separator: "\n") + "\n" + result.output }
+        }
         for divergence in scenario.divergences {
             result.properties.append(("divergence", divergence))
             result.output = "divergence: \(divergence)\n" + result.output
@@ -274,6 +283,7 @@ final class TestcaseRun {
     // MARK: workers
 
     private func spawnWorkers(resources: [Plan.Resource], planDirectory: String) throws {
+        var pending: [PendingWorker] = []
         for spec in scenario.workers {
             let barriers = Self.barrierNames(spec.steps)
             for index in 0..<spec.count {
@@ -312,11 +322,11 @@ final class TestcaseRun {
                     // Through the worker wrapper: it dies with the runner (PDEATHSIG) and drops to the user.
                     arguments = [environment.harnessPath, "worker"] + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
                 }
-                let process = try SpawnedProcess(
-                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd))
-                workers.append(Worker(group: spec.name, index: index, spec: spec, process: process, barriersNamed: barriers))
+                pending.append(PendingWorker(
+                    spec: spec, index: index, arguments: arguments, environment: env, inherit: resources.compactMap(\.fd), barriers: barriers))
             }
         }
+        try startPending(pending)
     }
 
     /// A `lock` step without `timeout:` waits at most the scenario's timeout.
@@ -374,7 +384,9 @@ final class TestcaseRun {
                 timedOut = true
                 break
             }
-            let ready = fds.isEmpty ? 0 : Glibc.poll(&fds, nfds_t(fds.count), Int32(min(left, 0.05) * 1000))
+            fireDueKills()
+            let wait = min(left, 0.05, chaos.nextDue().map { $0 + 0.0005 } ?? 1)
+            let ready = fds.isEmpty ? 0 : Glibc.poll(&fds, nfds_t(fds.count), Int32((wait * 1000).rounded(.up)))
             if fds.isEmpty { usleep(10_000) }
             if ready > 0 {
                 for (n, fd) in fds.enumerated() where fd.revents != 0 {
@@ -484,6 +496,7 @@ final class TestcaseRun {
         let where_ = "worker \(w.label)"
         let exit = SpawnedProcess.exitCode(status)
         let signal = SpawnedProcess.signal(status)
+        if endedByChaos(i) { return }
         if let result = w.result, !result.ok {
             let step = "\(scenario.file):\(result.line ?? 0) (\(result.step ?? "?"))"
             let kind: Kind = result.error == "barrier-aborted" || result.error == "unsupported" ? .error : .failure

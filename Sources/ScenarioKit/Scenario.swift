@@ -20,6 +20,10 @@ public struct Scenario: Sendable {
     /// `divergence:` a known, deliberate difference from Qt that this scenario shows (reported with the
     /// testcase); workers may name their own.
     public var divergence: String? = nil
+    /// `chaos:` kills the runner sends at random moments (see ``ChaosKill``).
+    public var chaos: [ChaosKill] = []
+    /// `start-delay: {max: D}`: each worker starts after a random delay in [0, D].
+    public var startDelay: Duration? = nil
 
     /// Every divergence the scenario and its workers name, scenario's first.
     public var divergences: [String] {
