@@ -46,7 +46,7 @@ public enum Repetition {
         if let first = problems.first {
             switch first.result.status {
             case .failed(let message, _), .errored(let message, _):
-                detail = "first failure (run \(first.repetition)): \(message)\n" + first.result.detail
+                detail = "first failure (run \(first.repetition) of \(sorted.count)):\n" + (first.result.detail.isEmpty ? message : first.result.detail)
             default: break
             }
         }
@@ -78,7 +78,7 @@ public enum Repetition {
             if let kills = chaosSummary(run.result) { line += " " + kills }
             switch run.result.status {
             case .failed(let text, _), .errored(let text, _):
-                line += ": " + text.split(separator: "\n").first.map(String.init)! 
+                line += ": " + (text.split(separator: "\n").first.map(String.init) ?? "")
                 if let rerun = run.result.properties.first(where: { $0.name == "rerun" })?.value { line += "\n  re-run: " + rerun }
             default: break
             }
