@@ -21,8 +21,9 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
 
 /// Where a run's random choices come from. The run has one seed (printed, and written into the report as the
 /// property `harness.seed`); repetition R of a `--repeat` run uses its own run seed (R = 1: the run's seed),
-/// and each testcase's choices come from its run seed and its identifier alone, so `--seed S --filter ID`
-/// replays exactly one testcase whatever else runs, in whatever order and with any `--jobs`.
+/// and each testcase's choices come from its run seed and its name (with its matrix combination) alone, so
+/// `run FILE --seed S --filter NAME` replays exactly one testcase whatever else runs, in whatever order, with any
+/// `--jobs`, and whichever folder the run was given (which decides the classname).
 public enum ChaosSeed {
     /// A fresh seed for a run that was given none.
     public static func fresh() -> UInt64 { UInt64.random(in: 1...UInt64(Int64.max)) }
@@ -34,9 +35,9 @@ public enum ChaosSeed {
         return random.next() & UInt64(Int64.max)
     }
 
-    /// A testcase's own seed under run seed `seed`.
-    public static func testcase(_ identifier: String, runSeed seed: UInt64) -> UInt64 {
-        var random = SeededRandom(seed: seed ^ Runner.stableHash(identifier))
+    /// A testcase's own seed under run seed `seed` (`testName`: the name with its matrix combination).
+    public static func testcase(_ testName: String, runSeed seed: UInt64) -> UInt64 {
+        var random = SeededRandom(seed: seed ^ Runner.stableHash(testName))
         return random.next()
     }
 }

@@ -103,10 +103,11 @@ public enum Repetition {
         return kills.isEmpty ? nil : "[chaos: " + kills.joined(separator: "; ") + "]"
     }
 
-    /// The command that runs just this testcase again with the seed of the run that failed.
-    public static func rerunCommand(file: String, identifier: String, runSeed: UInt64, jitter: Duration?) -> String {
+    /// The command that runs just this testcase again with the seed of the run that failed: its file, and its
+    /// name within the file as the filter (the classname depends on the folder the run was given, the name does not).
+    public static func rerunCommand(file: String, testName: String, runSeed: UInt64, jitter: Duration?) -> String {
         var glob = ""
-        for character in identifier {
+        for character in testName {
             if "[]*?\\".contains(character) { glob.append("\\") }
             glob.append(character)
         }

@@ -150,7 +150,7 @@ public struct Runner {
                 let scenario = scenarios[index % scenarios.count]
                 let repetition = index / scenarios.count + 1
                 let runSeed = ChaosSeed.repetition(repetition, of: options.seed)
-                let seed = ChaosSeed.testcase(scenario.identifier, runSeed: runSeed)
+                let seed = ChaosSeed.testcase(scenario.testName, runSeed: runSeed)
                 progress.began(scenario.identifier)
                 let token = "\(runToken)-\(index)"
                 var result: TestCaseResult
@@ -165,7 +165,7 @@ public struct Runner {
                     result = run.run()
                 }
                 if ["failed", "errored"].contains(result.status.word) {
-                    let command = Repetition.rerunCommand(file: scenario.file, identifier: scenario.identifier, runSeed: runSeed, jitter: options.jitter)
+                    let command = Repetition.rerunCommand(file: scenario.file, testName: scenario.testName, runSeed: runSeed, jitter: options.jitter)
                     result.properties.append(("rerun", command))
                     result.detail += (result.detail.isEmpty ? "" : "\n") + "re-run: " + command
                 }

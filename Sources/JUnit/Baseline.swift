@@ -46,11 +46,11 @@ public enum Baseline {
                 guard let new = value(metric.name, in: result), let was = value(metric.name, in: before), new > 0, was > 0 else { continue }
                 compared += 1
                 let ratio = new / was
-                result.properties.append(("baseline.\(metric.name)_ratio", String(format: "%.3f", ratio)))
+                result.properties.append(("baseline.\(metric.name)_ratio", String(format: "%.3g", ratio)))
                 let slowdown = metric.higherIsBetter ? was / new : new / was
                 if slowdown > limit {
                     regressions.append(
-                        "\(metric.name) \(format(new)) vs \(format(was)) in \(baseline.path): ratio \(String(format: "%.3f", ratio)) (\(String(format: "%.2f", slowdown))× slower; at most \(String(format: "%.2f", limit))× allowed by --max-slowdown \(Int((maxSlowdown * 100).rounded()))%)")
+                        "\(metric.name) \(format(new)) vs \(format(was)) in \(baseline.path): ratio \(String(format: "%.3g", ratio)) (\(String(format: "%.2f", slowdown))× slower; at most \(String(format: "%.2f", limit))× allowed by --max-slowdown \(Int((maxSlowdown * 100).rounded()))%)")
                 }
             }
             result.properties.append(("baseline", compared == 0 ? "no-metrics" : (regressions.isEmpty ? "ok" : "regressed")))
