@@ -193,6 +193,27 @@ import Glibc
         #expect(try chaos("1235", paths[2]) != a)
     }
 
+    /// The catalogue's chaos scenario passes on every seed because System V undo frees a killed holder's lock;
+    /// its negative control, the same file on POSIX semaphores (no undo), fails on seeds whose kill finds the
+    /// victim holding the lock.
+    @Test func theChaosScenarioFailsWithoutUndo() throws {
+        var template = Array("\(NSTemporaryDirectory())/shm-harness-regress-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp") }
+        let folder = String(cString: made)
+        let junit = temporaryPath("posix.xml")
+        defer { unlink(junit); try? FileManager.default.removeItem(atPath: folder) }
+        let text = try String(contentsOfFile: Paths.packageRoot + "/scenarios/chaos/kill-lock-holder.yaml", encoding: .utf8)
+        let posix = text.replacingOccurrences(of: "backend: systemv", with: "backend: posix").replacingOccurrences(of: "timeout: 60s", with: "timeout: 5s")
+        #expect(posix.contains("backend: posix") && posix.contains("timeout: 5s"))
+        try posix.write(toFile: folder + "/kill-lock-holder.yaml", atomically: true, encoding: .utf8)
+        let run = try Run.harness(["run", "--leak-check", "own", "--no-strict", "--repeat", "4", "--jobs", "2", "--seed", "7", "--flaky-ok", "--junit", junit, folder])
+        try expectValid(junit)
+        let results = try read(junit).cases
+        let problems = results.flatMap(runLines).filter { $0.word != "passed" }
+        #expect(run.exitCode == 1 || results.contains { property("flaky", $0) == "true" }, "\(run.stderr)")
+        #expect(!problems.isEmpty, "a killed holder's POSIX lock is never released: \(results.map(\.output))")
+    }
+
     @Test func thePlanDependsOnTheSeedAlone() throws {
         let yaml = """
             timeout: 10s
