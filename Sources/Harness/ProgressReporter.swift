@@ -131,7 +131,9 @@ public final class ProgressReporter: @unchecked Sendable {
             if live { say("\r\u{1B}[K") }
             let parts = ["passed", "failed", "errored", "skipped"].map { "\(counts[$0, default: 0]) \($0)" }
             say("\n" + (repetitions == 1 ? "" : "\(done) runs: ") + parts.joined(separator: ", ") + "\n")
-            let slowest = finished.sorted { $0.time > $1.time }.prefix(5).filter { $0.time > 0 }
+            // With --repeat, each testcase once (its slowest run).
+            var seen = Set<String>()
+            let slowest = finished.sorted { $0.time > $1.time }.filter { seen.insert("\($0.classname).\($0.name)").inserted }.prefix(5).filter { $0.time > 0 }
             if !slowest.isEmpty {
                 say("slowest: " + slowest.map { "\($0.classname).\($0.name) \(String(format: "%.2f", $0.time))s" }.joined(separator: ", ") + "\n")
             }

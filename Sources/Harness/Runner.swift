@@ -143,12 +143,37 @@ public struct Runner {
         progress.start(total: total ?? 0, repetitions: repeating ? (options.repeatCount ?? 0) : 1)
         let jobs = max(1, min(options.jobs, total ?? options.jobs))
         let isolatedRun = isolated
+        // A repeated run stopped with Ctrl-C (SIGINT) starts no new run and still writes its report; a second
+        // Ctrl-C ends it at once.
+        var interruption: (any DispatchSourceSignal)?
+        if repeating {
+            signal(SIGINT, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: DispatchQueue.global())
+            source.setEventHandler {
+                if runs.interrupt() {
+                    progress.say("\nshm-harness: interrupted: no new run starts; the report is written when the running ones end (Ctrl-C again to stop now)\n")
+                } else {
+                    signal(SIGINT, SIG_DFL)
+                    kill(getpid(), SIGINT)
+                }
+            }
+            source.resume()
+            interruption = source
+        }
+        defer {
+            if let interruption {
+                interruption.cancel()
+                signal(SIGINT, SIG_DFL)
+            }
+        }
         DispatchQueue.concurrentPerform(iterations: jobs) { _ in
             while true {
                 let index = next.increment()
-                guard index < (total ?? Int.max), !(options.untilFailure && runs.failed) else { return }
+                guard index < (total ?? Int.max), !(options.untilFailure && runs.failed), !runs.interrupted else { return }
                 let scenario = scenarios[index % scenarios.count]
                 let repetition = index / scenarios.count + 1
+                // Without a limit, testcases that all skip would repeat forever.
+                if total == nil && repetition > 1 && runs.everyTestcaseSkipped(scenarios.count) { return }
                 let runSeed = ChaosSeed.repetition(repetition, of: options.seed)
                 let seed = ChaosSeed.testcase(scenario.testName, runSeed: runSeed)
                 progress.began(scenario.identifier)
@@ -184,6 +209,7 @@ public struct Runner {
             if options.flakyOK { notes.append(("harness.flaky_ok", "true")) }
         }
         if let jitter = options.jitter { notes.append(("harness.jitter", DurationText.format(jitter))) }
+        if runs.interrupted { notes.append(("harness.interrupted", "true")) }
         if let shard = options.shard { notes.append(("harness.shard", "\(shard.index)/\(shard.count)")) }
         return (results, notes)
     }
@@ -253,6 +279,18 @@ final class RunBox: @unchecked Sendable {
         }
     }
     var failed: Bool { lock.withLock { sawFailure } }
+    private var stopped = false
+    /// Ctrl-C: true the first time.
+    func interrupt() -> Bool { lock.withLock { defer { stopped = true }; return !stopped } }
+    var interrupted: Bool { lock.withLock { stopped } }
+    /// Whether each testcase has run and skipped.
+    func everyTestcaseSkipped(_ count: Int) -> Bool {
+        lock.withLock {
+            var skipped = Set<Int>()
+            for (index, run) in runs where run.result.status.word == "skipped" { skipped.insert(index) }
+            return skipped.count == count && !runs.contains { $0.1.result.status.word != "skipped" }
+        }
+    }
     /// Each testcase's runs, by repetition.
     func byTestcase(_ count: Int) -> [[Repetition.Run]] {
         lock.withLock {

@@ -159,6 +159,7 @@ struct RunCommand: ParsableCommand {
             }
         }
         if bad { throw ExitCode(1) }
+        if notes.contains(where: { $0.name == "harness.interrupted" }) { throw ExitCode(130) }
     }
 
     /// Why a run selected nothing, for its exit-2 message.
