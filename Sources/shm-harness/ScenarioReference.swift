@@ -279,6 +279,7 @@ has ended its teardown takes no locks (a lock a dead worker kept cannot stall it
 0: every testcase passed or was skipped. 1: a testcase failed or erred (in strict mode, a testcase that
 lacked a worker too). 2: the input is unusable (a scenario file that does not parse or breaks this format, a
 bad flag, or nothing selected); for a file the message names `FILE:LINE:COLUMN` and what is wrong, and no
-scenario has run.
+scenario has run. 130: a repeated run (`--repeat`, `--until-failure`) was stopped with Ctrl-C and no run
+failed; its report is written.
 """#
 }

@@ -33,6 +33,11 @@ struct RunCommand: ParsableCommand {
             Strict mode (--strict; the default when the environment has CI=true): a testcase this build cannot run \
             (impl: c without the C worker) is an <error>, not a <skipped>. What the machine lacks (root, a second \
             user, memfd...) is skipped with its reason in either mode.
+            Regression runs: --repeat N runs each testcase N times and reports it passed, failed or flaky (both \
+            seen; flaky fails the run unless --flaky-ok); --until-failure stops at the first failure; --seed S \
+            replays every random choice (chaos kills, start delays, --jitter); --baseline OLD.xml fails a \
+            testcase whose throughput or p99 lock latency regressed beyond --max-slowdown. Ctrl-C during a \
+            repeated run writes the report and exits 130 (unless a run failed).
             """
     )
 
@@ -106,6 +111,7 @@ struct RunCommand: ParsableCommand {
             if Baseline.parseSlowdown(maxSlowdown) == nil { throw ValidationError("--max-slowdown must be a percentage such as 25%, not '\(maxSlowdown)'") }
         }
         if flakyOk && repeatCount == nil && !untilFailure { throw ValidationError("--flaky-ok needs --repeat N (a single run cannot be flaky)") }
+        if let jitter, jitter > .seconds(60) { throw ValidationError("--jitter \(DurationText.format(jitter)) is longer than 60s") }
     }
 
     func run() throws {
