@@ -179,12 +179,13 @@ final class TestcaseRun {
         var result = base(status, detail: detail)
         result.output = workersOutput()
         result.properties = metrics()
-        // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
-        // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
+        // Chaos: the plan (the same for the same seed) as properties, what happened in the output.
         if !chaos.plan.isEmpty {
             result.properties += chaos.plan.properties
             if !chaos.log.isEmpty { result.output = chaos.log.joined(separator: "\n") + "\n" + result.output }
         }
+        // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
+        // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
         for divergence in scenario.divergences {
             result.properties.append(("divergence", divergence))
             result.output = "divergence: \(divergence)\n" + result.output
