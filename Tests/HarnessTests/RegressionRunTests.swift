@@ -271,6 +271,13 @@ import Glibc
         #expect(Set((1...50).map { ChaosSeed.repetition($0, of: 42) }).count == 50)
         #expect(ChaosSeed.repetition(1, of: 42) == 42)
         #expect(ChaosSeed.testcase("a.b", runSeed: 1) != ChaosSeed.testcase("a.c", runSeed: 1))
+
+        // --jitter: start delays for a scenario that asks for none; none without it.
+        let plain = try #require(try ScenarioLoader.load(text: "resources:\n  s: {kind: segment, size: 64}\nworkers:\n  - {name: w, count: 3, steps: [sleep: 1ms]}\n", file: "j.yaml").first)
+        let jittered = ChaosPlan(scenario: plain, seed: 7, jitter: .milliseconds(15))
+        #expect(jittered.startDelays.count == 3 && jittered.startDelays.values.allSatisfy { $0 <= .milliseconds(15) })
+        #expect(jittered.properties.contains { $0.name == "chaos.start_delays" })
+        #expect(ChaosPlan(scenario: plain, seed: 7, jitter: nil).isEmpty)
     }
 
     static let brokenChaos: [(String, String, Int, Int, String)] = [
