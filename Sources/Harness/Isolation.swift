@@ -39,7 +39,7 @@ public enum Isolation {
     public static var isIsolated: Bool { shm_shim_isolation_status() == 1 }
 
     /// Runs one testcase in an isolated child (`shm-harness run-one`) and reads its result.
-    static func runInChild(_ scenario: Scenario, environment: RunEnvironment, token: String, machineLeakCheck: Bool, journal: JournalWriter?) -> TestCaseResult {
+    static func runInChild(_ scenario: Scenario, environment: RunEnvironment, token: String, machineLeakCheck: Bool, journal: JournalWriter?, seed: UInt64 = 0, jitter: Duration? = nil) -> TestCaseResult {
         let start = Date()
         let directory = environment.workDirectory + "/iso-\(token)"
         mkdir(directory, 0o711)
@@ -56,8 +56,8 @@ public enum Isolation {
         let arguments = [
             environment.harnessPath, "run-one", "--file", scenario.file, "--classname", scenario.classname,
             "--testcase", scenario.testName, "--token", token, "--leak-check", machineLeakCheck ? "machine" : "own",
-            environment.strict ? "--strict" : "--no-strict",
-        ]
+            environment.strict ? "--strict" : "--no-strict", "--seed", "\(seed)",
+        ] + (jitter.map { ["--jitter", "\($0.nanoseconds)ns"] } ?? [])
         let child: SpawnedProcess
         do {
             child = try SpawnedProcess(label: "testcase \(scenario.identifier)", arguments: arguments, environment: env)

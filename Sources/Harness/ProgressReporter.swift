@@ -15,6 +15,8 @@ public final class ProgressReporter: @unchecked Sendable {
     private let lock = NSLock()
     private let live: Bool
     private var total = 0
+    /// `run --repeat`: how many runs of each testcase (0: until a failure, no limit; 1: no repetition).
+    private var repetitions = 1
     private var done = 0
     private var counts: [String: Int] = [:]
     private var running: [String] = []
@@ -42,13 +44,18 @@ public final class ProgressReporter: @unchecked Sendable {
     /// A testcase name or message for a log: control characters (ESC, CR, ...) become visible `\u{..}`.
     static func printable(_ text: String) -> String { ReportSummary.plain(text) }
 
-    func start(total: Int) {
+    func start(total: Int, repetitions: Int = 1) {
         lock.withLock {
             self.total = total
+            self.repetitions = repetitions
             started = Date()
         }
-        say("shm-harness: running \(total) testcase(s)\n")
-        guard !live, interval > 0, total > 0 else { return }
+        switch repetitions {
+        case 1: say("shm-harness: running \(total) testcase(s)\n")
+        case 0: say("shm-harness: running each testcase until one fails\n")
+        default: say("shm-harness: running \(total / max(1, repetitions)) testcase(s) \(repetitions) times: \(total) runs\n")
+        }
+        guard !live, interval > 0, total > 0 || repetitions == 0 else { return }
         let source = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
         source.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(100))
         source.setEventHandler { [weak self] in self?.heartbeat() }
@@ -59,16 +66,19 @@ public final class ProgressReporter: @unchecked Sendable {
     /// `progress: 3/10 done, 2 running (lock.a, lock.b), 1 failed, 0 errored, 42s elapsed`.
     func heartbeat() {
         lock.withLock {
-            guard timer != nil, done < total else { return }
+            guard timer != nil, done < total || repetitions == 0 else { return }
             var names = running.prefix(3).map(Self.printable).joined(separator: ", ")
             if running.count > 3 { names += ", +\(running.count - 3) more" }
             let elapsed = Int(Date().timeIntervalSince(started).rounded())
-            var line = "progress: \(done)/\(total) done, \(running.count) running"
+            var line = "progress: \(progressCount) done, \(running.count) running"
             if !running.isEmpty { line += " (\(names))" }
             line += ", \(counts["failed", default: 0]) failed, \(counts["errored", default: 0]) errored, \(elapsed)s elapsed\n"
             say(line)
         }
     }
+
+    /// `3/10`, or `3` when the number of runs is open (`--until-failure` without `--repeat`).
+    private var progressCount: String { repetitions == 0 ? "\(done)" : "\(done)/\(total)" }
 
     private func stopTimer() {
         timer?.cancel()
@@ -78,16 +88,16 @@ public final class ProgressReporter: @unchecked Sendable {
     func began(_ id: String) {
         lock.withLock {
             running.append(id)
-            if live { say("\r\u{1B}[K[\(done)/\(total)] \(Self.printable(id))") }
+            if live { say("\r\u{1B}[K[\(progressCount)] \(Self.printable(id))") }
         }
     }
 
-    func finished(_ result: TestCaseResult) {
+    func finished(_ result: TestCaseResult, repetition: Int? = nil) {
         lock.withLock {
             done += 1
             counts[result.status.word, default: 0] += 1
             finished.append(result)
-            running.removeAll { $0 == "\(result.classname).\(result.name)" }
+            if let first = running.firstIndex(of: "\(result.classname).\(result.name)") { running.remove(at: first) }
             let mark: String
             switch result.status {
             case .passed: mark = "ok     "
@@ -95,7 +105,9 @@ public final class ProgressReporter: @unchecked Sendable {
             case .errored: mark = "ERROR  "
             case .skipped: mark = "skip   "
             }
-            var line = "\(mark) \(result.classname).\(result.name) (\(String(format: "%.2f", result.time))s)"
+            var line = "\(mark) \(result.classname).\(result.name)"
+            if let repetition { line += " run \(repetition)" + (repetitions > 1 ? "/\(repetitions)" : "") }
+            line += " (\(String(format: "%.2f", result.time))s)"
             switch result.status {
             case .failed(let message, _), .errored(let message, _): line += "\n        " + message
             case .skipped(let message): line += ": " + message
@@ -108,7 +120,7 @@ public final class ProgressReporter: @unchecked Sendable {
             if done == total { stopTimer() }
             if live { say("\r\u{1B}[K") }
             say(line + "\n")
-            if live, let current = running.first { say("[\(done)/\(total)] \(Self.printable(current))") }
+            if live, let current = running.first { say("[\(progressCount)] \(Self.printable(current))") }
         }
     }
 
@@ -118,8 +130,10 @@ public final class ProgressReporter: @unchecked Sendable {
             stopTimer()
             if live { say("\r\u{1B}[K") }
             let parts = ["passed", "failed", "errored", "skipped"].map { "\(counts[$0, default: 0]) \($0)" }
-            say("\n" + parts.joined(separator: ", ") + "\n")
-            let slowest = finished.sorted { $0.time > $1.time }.prefix(5).filter { $0.time > 0 }
+            say("\n" + (repetitions == 1 ? "" : "\(done) runs: ") + parts.joined(separator: ", ") + "\n")
+            // With --repeat, each testcase once (its slowest run).
+            var seen = Set<String>()
+            let slowest = finished.sorted { $0.time > $1.time }.filter { seen.insert("\($0.classname).\($0.name)").inserted }.prefix(5).filter { $0.time > 0 }
             if !slowest.isEmpty {
                 say("slowest: " + slowest.map { "\($0.classname).\($0.name) \(String(format: "%.2f", $0.time))s" }.joined(separator: ", ") + "\n")
             }

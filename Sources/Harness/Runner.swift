@@ -24,6 +24,16 @@ public struct Runner {
         public var isolate: Bool
         /// A testcase this build cannot run (no C worker, say) is an error, not a skip.
         public var strict: Bool
+        /// `--repeat N`: each testcase runs N times (with `untilFailure`: at most N rounds; nil: no limit).
+        public var repeatCount: Int? = 1
+        /// `--until-failure`: no run starts after the first failed or errored one.
+        public var untilFailure = false
+        /// `--flaky-ok`: a flaky testcase passes (marked `flaky=true`) instead of failing.
+        public var flakyOK = false
+        /// The run's seed (`--seed`): every random choice of chaos and start delays.
+        public var seed: UInt64 = 0
+        /// `--jitter D`: every worker starts after a random delay of at most D.
+        public var jitter: Duration? = nil
 
         public init(paths: [String], junitPath: String, tags: [String], filters: [String], jobs: Int, shard: (index: Int, count: Int)?, harnessVersion: String, machineLeakCheck: Bool = true, isolate: Bool = false, strict: Bool = false) {
             self.strict = strict
@@ -125,40 +135,98 @@ public struct Runner {
                 progress.say("shm-harness: isolation unavailable (\(reason)); running without namespaces\n")
             }
         }
-        let results = ResultBox(count: scenarios.count)
+        // Work item i is repetition i / count + 1 of testcase i % count: round after round.
+        let repeating = options.repeatCount != 1 || options.untilFailure
+        let total = options.repeatCount.map { scenarios.count * max(1, $0) }
+        let runs = RunBox()
         let next = Counter()
-        progress.start(total: scenarios.count)
-        let jobs = max(1, min(options.jobs, scenarios.count))
+        progress.start(total: total ?? 0, repetitions: repeating ? (options.repeatCount ?? 0) : 1)
+        let jobs = max(1, min(options.jobs, total ?? options.jobs))
         let isolatedRun = isolated
+        // A repeated run stopped with Ctrl-C (SIGINT) starts no new run and still writes its report; a second
+        // Ctrl-C ends it at once.
+        var interruption: (any DispatchSourceSignal)?
+        if repeating {
+            signal(SIGINT, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: DispatchQueue.global())
+            source.setEventHandler {
+                if runs.interrupt() {
+                    progress.say("\nshm-harness: interrupted: no new run starts; the report is written when the running ones end (Ctrl-C again to stop now)\n")
+                } else {
+                    signal(SIGINT, SIG_DFL)
+                    kill(getpid(), SIGINT)
+                }
+            }
+            source.resume()
+            interruption = source
+        }
+        defer {
+            if let interruption {
+                interruption.cancel()
+                signal(SIGINT, SIG_DFL)
+            }
+        }
         DispatchQueue.concurrentPerform(iterations: jobs) { _ in
             while true {
                 let index = next.increment()
-                guard index < scenarios.count else { return }
-                let scenario = scenarios[index]
+                guard index < (total ?? Int.max), !(options.untilFailure && runs.failed), !runs.interrupted else { return }
+                let scenario = scenarios[index % scenarios.count]
+                let repetition = index / scenarios.count + 1
+                // Without a limit, testcases that all skip would repeat forever.
+                if total == nil && repetition > 1 && runs.everyTestcaseSkipped(scenarios.count) { return }
+                let runSeed = ChaosSeed.repetition(repetition, of: options.seed)
+                let seed = ChaosSeed.testcase(scenario.testName, runSeed: runSeed)
                 progress.began(scenario.identifier)
                 let token = "\(runToken)-\(index)"
-                let result = isolatedRun
-                    ? Isolation.runInChild(scenario, environment: environment, token: token, machineLeakCheck: options.machineLeakCheck && options.jobs == 1, journal: journal)
-                    : TestcaseRun(scenario: scenario, environment: environment, token: token, journal: journal).run()
-                results.set(index, result)
-                progress.finished(result)
+                var result: TestCaseResult
+                if isolatedRun {
+                    result = Isolation.runInChild(
+                        scenario, environment: environment, token: token, machineLeakCheck: options.machineLeakCheck && options.jobs == 1,
+                        journal: journal, seed: seed, jitter: options.jitter)
+                } else {
+                    let run = TestcaseRun(scenario: scenario, environment: environment, token: token, journal: journal)
+                    run.seed = seed
+                    run.jitter = options.jitter
+                    result = run.run()
+                }
+                if ["failed", "errored"].contains(result.status.word) {
+                    let command = Repetition.rerunCommand(file: scenario.file, testName: scenario.testName, runSeed: runSeed, jitter: options.jitter)
+                    result.properties.append(("rerun", command))
+                    result.detail += (result.detail.isEmpty ? "" : "\n") + "re-run: " + command
+                }
+                runs.add(index % scenarios.count, Repetition.Run(repetition: repetition, runSeed: runSeed, result: result))
+                progress.finished(result, repetition: repeating ? repetition : nil)
             }
         }
-        var notes = [("harness.isolation", isolation)]
+        let results: [TestCaseResult] = runs.byTestcase(scenarios.count).compactMap { list in
+            guard !list.isEmpty else { return nil }
+            return repeating ? Repetition.fold(list, flakyOK: options.flakyOK) : list[0].result
+        }
+        var notes = [("harness.isolation", isolation), ("harness.seed", "\(options.seed)")]
+        if repeating {
+            notes.append(("harness.repeat", options.repeatCount.map(String.init) ?? "unbounded"))
+            if options.untilFailure { notes.append(("harness.until_failure", "true")) }
+            if options.flakyOK { notes.append(("harness.flaky_ok", "true")) }
+        }
+        if let jitter = options.jitter { notes.append(("harness.jitter", DurationText.format(jitter))) }
+        if runs.interrupted { notes.append(("harness.interrupted", "true")) }
         if let shard = options.shard { notes.append(("harness.shard", "\(shard.index)/\(shard.count)")) }
-        return (results.all(), notes)
+        return (results, notes)
     }
 
     /// One testcase in this very process (the isolated child's side of `run --isolate`).
     /// `onWorkersEnded` hears the verdict as it stands before teardown (see ``TestcaseRun``).
     public static func runHere(
-        _ scenario: Scenario, token: String, machineLeakCheck: Bool, strict: Bool = false, onWorkersEnded: ((TestCaseResult) -> Void)? = nil
+        _ scenario: Scenario, token: String, machineLeakCheck: Bool, strict: Bool = false, seed: UInt64 = 0, jitter: Duration? = nil,
+        onWorkersEnded: ((TestCaseResult) -> Void)? = nil
     ) throws -> TestCaseResult {
         prepareProcess()
         let environment = try RunEnvironment.current(jobs: 1, machineLeakCheck: machineLeakCheck, strict: strict, token: "one-" + token)
         defer { RunEnvironment.removeTree(environment.workDirectory) }
         let run = TestcaseRun(scenario: scenario, environment: environment, token: token, journal: JournalWriter.inherited)
         run.onWorkersEnded = onWorkersEnded
+        run.seed = seed
+        run.jitter = jitter
         return run.run()
     }
 
@@ -197,6 +265,40 @@ final class ResultBox: @unchecked Sendable {
     init(count: Int) { results = Array(repeating: nil, count: count) }
     func set(_ index: Int, _ result: TestCaseResult) { lock.withLock { results[index] = result } }
     func all() -> [TestCaseResult] { lock.withLock { results.compactMap { $0 } } }
+}
+
+/// Every run of every testcase, as they finish.
+final class RunBox: @unchecked Sendable {
+    private var runs: [(Int, Repetition.Run)] = []
+    private var sawFailure = false
+    private let lock = NSLock()
+    func add(_ testcase: Int, _ run: Repetition.Run) {
+        lock.withLock {
+            runs.append((testcase, run))
+            if ["failed", "errored"].contains(run.result.status.word) { sawFailure = true }
+        }
+    }
+    var failed: Bool { lock.withLock { sawFailure } }
+    private var stopped = false
+    /// Ctrl-C: true the first time.
+    func interrupt() -> Bool { lock.withLock { defer { stopped = true }; return !stopped } }
+    var interrupted: Bool { lock.withLock { stopped } }
+    /// Whether each testcase has run and skipped.
+    func everyTestcaseSkipped(_ count: Int) -> Bool {
+        lock.withLock {
+            var skipped = Set<Int>()
+            for (index, run) in runs where run.result.status.word == "skipped" { skipped.insert(index) }
+            return skipped.count == count && !runs.contains { $0.1.result.status.word != "skipped" }
+        }
+    }
+    /// Each testcase's runs, by repetition.
+    func byTestcase(_ count: Int) -> [[Repetition.Run]] {
+        lock.withLock {
+            var out = Array(repeating: [Repetition.Run](), count: count)
+            for (index, run) in runs { out[index].append(run) }
+            return out.map { $0.sorted { $0.repetition < $1.repetition } }
+        }
+    }
 }
 
 final class Counter: @unchecked Sendable {

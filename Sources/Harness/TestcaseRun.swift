@@ -47,6 +47,11 @@ final class TestcaseRun {
     /// Told the verdict as it stands once the workers have ended, before teardown and the leak check (an
     /// isolated child prints it, so that its parent can still report it if the child hangs after that).
     var onWorkersEnded: ((TestCaseResult) -> Void)?
+    /// The testcase's seed: every random choice of chaos and start delays (see Chaos.swift).
+    var seed: UInt64 = 0
+    /// `run --jitter`: a start delay of at most this for every worker.
+    var jitter: Duration?
+    lazy var chaos = ChaosState(plan: ChaosPlan(scenario: scenario, seed: seed, jitter: jitter))
 
     init(scenario: Scenario, environment: RunEnvironment, token: String, journal: JournalWriter?) {
         self.journal = journal
@@ -185,6 +190,11 @@ final class TestcaseRun {
         var result = base(status, detail: detail)
         result.output = workersOutput()
         result.properties = metrics() + outcomeProperties() + (scenario.limits?.properties ?? []) + Self.storageProperties(namedFiles)
+        // Chaos: the plan (the same for the same seed) as properties, what happened in the output.
+        if !chaos.plan.isEmpty {
+            result.properties += chaos.plan.properties
+            if !chaos.log.isEmpty { result.output = chaos.log.joined(separator: "\n") + "\n" + result.output }
+        }
         // A differential testcase names the known difference from Qt it shows (`divergence:`), in the output and
         // as a property, so a reader of the report sees that Qt's behaviour was expected on purpose.
         for divergence in scenario.divergences {
@@ -289,6 +299,7 @@ final class TestcaseRun {
         // its own ends, and the runner closes its copies once all are started (a sender that ends is then EOF).
         let channels = try DescriptorChannelSet(workers: scenario.workers)
         defer { channels.close() }
+        var pending: [PendingWorker] = []
         for spec in scenario.workers {
             let barriers = Self.barrierNames(spec.steps)
             for index in 0..<spec.count {
@@ -329,12 +340,12 @@ final class TestcaseRun {
                     // Through the lean worker: it dies with the runner (PDEATHSIG), drops to the user, then execs.
                     arguments = environment.swiftWorkerCommand + (spec.user.map { ["--user", $0] } ?? []) + ["--exec", "--"] + spec.command
                 }
-                let process = try SpawnedProcess(
-                    label: "\(spec.name)/\(index)", arguments: arguments, environment: env, inherit: resources.compactMap(\.fd) + plan.channels.map(\.fd),
-                    descriptorLimit: scenario.limits?.nofile)
-                workers.append(Worker(group: spec.name, index: index, spec: spec, process: process, barriersNamed: barriers))
+                pending.append(PendingWorker(
+                    spec: spec, index: index, arguments: arguments, environment: env,
+                    inherit: resources.compactMap(\.fd) + plan.channels.map(\.fd), barriers: barriers))
             }
         }
+        try startPending(pending)
     }
 
     /// A `lock` step without `timeout:` waits at most the scenario's timeout.
@@ -397,10 +408,13 @@ final class TestcaseRun {
                 timedOut = true
                 break
             }
-            let ready = fds.isEmpty ? 0 : Glibc.poll(&fds, nfds_t(fds.count), Int32(min(left, 0.05) * 1000))
+            fireDueKills()
+            let wait = min(left, 0.05, chaos.nextDue().map { $0 + 0.0005 } ?? 1)
+            let ready = fds.isEmpty ? 0 : Glibc.poll(&fds, nfds_t(fds.count), Int32((wait * 1000).rounded(.up)))
             if fds.isEmpty {
-                // Every pipe ended: the workers are exiting. Look again soon, then less and less often.
-                usleep(idleSleep)
+                // Every pipe ended: the workers are exiting. Look again soon, then less and less often (never
+                // past a chaos kill that is due).
+                usleep(min(idleSleep, UInt32(max(wait, 0.0001) * 1e6)))
                 idleSleep = min(idleSleep * 2, 10_000)
             } else {
                 idleSleep = 100
@@ -516,6 +530,7 @@ final class TestcaseRun {
         let where_ = "worker \(w.label)"
         let exit = SpawnedProcess.exitCode(status)
         let signal = SpawnedProcess.signal(status)
+        if endedByChaos(i) { return }
         if let result = w.result, !result.ok {
             let step = "\(scenario.file):\(result.line ?? 0) (\(result.step ?? "?"))"
             let kind: Kind = result.error == "barrier-aborted" || result.error == "unsupported" ? .error : .failure

@@ -17,6 +17,9 @@ public struct ReportSummary: Sendable {
         /// Each outcome with the files it happened in, e.g. ("passed", ["a.xml"]), ("failed", ["b.xml"]).
         public var outcomes: [(word: String, files: [String])]
         public var marked: Bool
+        /// Over the `run --repeat` runs the reports record (properties `passed_runs`, `failed_runs`,
+        /// `errored_runs`): e.g. "passed 4 of 5 runs, failed 1"; nil when no report says.
+        public var runs: String? = nil
     }
 
     public var files: [String]
@@ -55,7 +58,15 @@ public struct ReportSummary: Sendable {
                 let files = group.filter { $0.result.status.word == word }.map(\.file)
                 return files.isEmpty ? nil : (word, files)
             }
-            return Flaky(identifier: group[0].identifier, outcomes: outcomes, marked: marked)
+            var flaky = Flaky(identifier: group[0].identifier, outcomes: outcomes, marked: marked)
+            func total(_ name: String) -> Int? {
+                let values = group.compactMap { entry in entry.result.properties.first { $0.name == name }.flatMap { Int($0.value) } }
+                return values.isEmpty ? nil : values.reduce(0, +)
+            }
+            if let passed = total("passed_runs"), let runs = total("runs") {
+                flaky.runs = "passed \(passed) of \(runs) runs, failed \(total("failed_runs") ?? 0), errored \(total("errored_runs") ?? 0)"
+            }
+            return flaky
         }
         slowest = Array(entries.filter { $0.result.time > 0 }.sorted { $0.result.time > $1.result.time }.prefix(max(0, count)))
         var seenHosts: [String] = []
@@ -113,6 +124,7 @@ public struct ReportSummary: Sendable {
             return "\(outcome.word) \(outcome.files.count == 1 ? "once" : "\(outcome.files.count) times") (\(Self.unique(files).joined(separator: ", ")))"
         }
         if item.marked { parts.append("marked flaky") }
+        if let runs = item.runs { parts.append(plain ? runs : Self.cell(runs)) }
         return parts.joined(separator: "; ")
     }
 

@@ -82,6 +82,8 @@ struct Interpreter {
             expect: expect, location: reader.location(node))
         scenario.divergence = value("divergence").flatMap { divergence($0) }
         scenario.limits = value("limits").flatMap { testcaseLimits($0) }
+        scenario.chaos = value("chaos").map { chaosKills($0, workers: workers, timeout: timeout) } ?? []
+        scenario.startDelay = value("start-delay").flatMap { startDelay($0, timeout: timeout) }
         return scenario
     }
 

@@ -7,7 +7,7 @@ import Glibc
 
 /// Loads scenario files (the v1 contract) with Yams, expands the matrix and validates every field.
 public enum ScenarioLoader {
-    static let topKeys = ["name", "summary", "tags", "requires", "timeout", "matrix", "resources", "setup", "workers", "expect", "divergence", "limits"]
+    static let topKeys = ["name", "summary", "tags", "requires", "timeout", "matrix", "resources", "setup", "workers", "expect", "divergence", "limits", "chaos", "start-delay"]
     public static let defaultTimeout: Duration = .seconds(120)
 
     /// All `.yaml`/`.yml` files under `path` (or `path` itself), sorted.

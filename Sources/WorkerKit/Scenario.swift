@@ -22,6 +22,10 @@ public struct Scenario: Sendable {
     public var divergence: String? = nil
     /// `limits:` kernel and descriptor limits applied inside the testcase's private namespaces (nil: none).
     public var limits: TestcaseLimits? = nil
+    /// `chaos:` kills the runner sends at random moments (see ``ChaosKill``).
+    public var chaos: [ChaosKill] = []
+    /// `start-delay: {max: D}`: each worker starts after a random delay in [0, D].
+    public var startDelay: Duration? = nil
 
     /// Every divergence the scenario and its workers name, scenario's first.
     public var divergences: [String] {
@@ -267,7 +271,7 @@ public enum StepKind: String, Sendable, CaseIterable {
 
 /// Signal names and numbers (Linux).
 public enum Signals {
-    static let table: [(String, Int32)] = [
+    package static let table: [(String, Int32)] = [
         ("SIGHUP", 1), ("SIGINT", 2), ("SIGQUIT", 3), ("SIGILL", 4), ("SIGTRAP", 5), ("SIGABRT", 6), ("SIGBUS", 7),
         ("SIGFPE", 8), ("SIGKILL", 9), ("SIGUSR1", 10), ("SIGSEGV", 11), ("SIGUSR2", 12), ("SIGPIPE", 13),
         ("SIGALRM", 14), ("SIGTERM", 15), ("SIGCHLD", 17), ("SIGCONT", 18), ("SIGSTOP", 19), ("SIGTSTP", 20),

@@ -302,6 +302,44 @@ passes only then. `expect: memory:` takes `u64-less-than: N` beside `u64:` and `
 must be below N, so "updates must be lost" is `{res: seg, offset: 0, u64-less-than: 4}` for four unlocked
 increments; the testcase fails (`want u64 below 4, got u64 4`) if none is lost
 (`scenarios/lock/lost-update-without-lock.yaml`).
+## Chaos: random kills and start delays
+Two top-level keys make the runner itself disturb a testcase, at random moments chosen from the run's seed
+(`run --seed S` replays them; see the README, "Repeats, flaky testcases, seeds and chaos, baselines"):
+
+```yaml
+chaos:
+  - kill: victim          # a worker group (required)
+    member: random        # random (the default): one member chosen at random; all: every member
+    signal: SIGKILL       # any signal name (default SIGKILL)
+    window: [20ms, 300ms] # the moment is drawn uniformly from this window (required)
+start-delay: { max: 20ms }  # each worker starts after a random delay in [0, max], in the order of the delays
+```
+
+- The window counts from the moment the last worker was started; it must end before the scenario's
+  `timeout`. Several entries may name the same group; each draws its own member and moment.
+- The runner sends the signal to the member's process if it is still running; a member that has ended
+  already is noted (`chaos: victim/1 had ended before 120.0ms; no SIGKILL sent`), not signalled.
+- A worker that dies of the signal chaos sent it has ended as planned: its `expect` is not applied (whatever
+  it expected, `exit: 0` included). A worker that survives the signal (one that handles it) is judged as
+  usual. The other workers and `expect: memory` are judged as usual: that is the point, e.g. that the others
+  still finish and a count is exact.
+- `start-delay` (and `run --jitter D`, which applies to every testcase; the larger of the two counts) starts
+  the workers in a random order with random gaps, to shake out assumptions about who starts first.
+- Which workers were killed and when is written into the testcase's `<system-out>` as properties (the plan,
+  identical for the same seed: `[[PROPERTY|chaos.seed=...]]`, `[[PROPERTY|chaos.kill.1=victim/0 SIGKILL at
+  181.3ms]]`, `[[PROPERTY|chaos.start_delays=counter/0=4.4ms ...]]`) and as lines of what happened
+  (`chaos: sent SIGKILL to victim/0 at 181.3ms`).
+- Mistakes are reported at `FILE:LINE:COLUMN` before anything runs: an unknown group (the message lists the
+  groups), an unknown signal or member, a window that is not two durations, ends before it starts or does not
+  end before the timeout, unknown keys.
+- A barrier that a killed worker would still have reached ends the testcase with an error (the waiting
+  workers are released, naming the barrier and the dead worker): kill groups whose members do not meet the
+  others at a barrier after the window.
+
+`scenarios/chaos/kill-lock-holder.yaml` passes on every seed: one of two workers taking a System V segment's
+lock in a loop is SIGKILLed, often while it holds the lock; the semaphore's undo releases it and another group
+still counts exactly. The same scenario with `backend: posix` fails on the seeds that kill the holder (POSIX
+semaphores have no undo: the others wait until their lock timeout), which is what chaos is for.
 
 ## Requires, skips and strict mode
 `requires:` lists what the machine must have: `root`, `second-user` (a uid to drop to exists and the runner
@@ -358,6 +396,7 @@ has ended its teardown takes no locks (a lock a dead worker kept cannot stall it
 0: every testcase passed or was skipped. 1: a testcase failed or erred (in strict mode, a testcase that
 lacked a worker too). 2: the input is unusable (a scenario file that does not parse or breaks this format, a
 bad flag, or nothing selected); for a file the message names `FILE:LINE:COLUMN` and what is wrong, and no
-scenario has run.
+scenario has run. 130: a repeated run (`--repeat`, `--until-failure`) was stopped with Ctrl-C and no run
+failed; its report is written.
 """#
 }

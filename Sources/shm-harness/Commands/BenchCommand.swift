@@ -34,10 +34,17 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "List the cases and exit.")
     var list = false
 
+    @Option(help: "Compare with an earlier --json file: each variant's ratio to the floor (its min_ns without one).")
+    var baseline: String?
+
+    @Option(help: "With --baseline: the slowdown that fails the command (default 25%).")
+    var maxSlowdown: String?
+
     mutating func validate() throws {
         if let repetitions, repetitions < 1 || repetitions > 1000 {
             throw ValidationError("--repetitions must be 1...1000, not \(repetitions)")
         }
+        try validateBaseline()
     }
 
     func run() throws {
@@ -73,6 +80,7 @@ struct BenchCommand: ParsableCommand {
             fclose(file)
             print("wrote \(json)")
         }
+        if let baseline { try compareWithBaseline(results, machine: machine, settings: settings, baseline: baseline) }
         if results.contains(where: { !$0.notes.filter { $0.hasPrefix("failed") || $0.hasPrefix("WRONG") }.isEmpty }) {
             throw CommandFailure(message: "bench: some cases failed (see above)")
         }

@@ -34,6 +34,11 @@ struct RunCommand: ParsableCommand {
             Strict mode (--strict; the default when the environment has CI=true): a testcase this build cannot run \
             (impl: c without the C worker) is an <error>, not a <skipped>. What the machine lacks (root, a second \
             user, memfd...) is skipped with its reason in either mode.
+            Regression runs: --repeat N runs each testcase N times and reports it passed, failed or flaky (both \
+            seen; flaky fails the run unless --flaky-ok); --until-failure stops at the first failure; --seed S \
+            replays every random choice (chaos kills, start delays, --jitter); --baseline OLD.xml fails a \
+            testcase whose throughput or p99 lock latency regressed beyond --max-slowdown. Ctrl-C during a \
+            repeated run writes the report and exits 130 (unless a run failed).
             """
     )
 
@@ -64,6 +69,33 @@ struct RunCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "A testcase this build cannot run (a missing worker) is an error, not a skip (default: on when CI=true).")
     var strict: Bool?
 
+    @Option(name: .customLong("repeat"), help: "Run each testcase N times; a testcase that both passed and failed is flaky (with --until-failure: at most N rounds).", transform: { try NumberArgument.count($0, range: 1...1_000_000) })
+    var repeatCount: Int?
+
+    @Flag(help: "Start no run after the first failed or errored one (no limit without --repeat).")
+    var untilFailure = false
+
+    @Flag(help: "A flaky testcase (passed and failed over the --repeat runs) passes, marked flaky=true, instead of failing the run.")
+    var flakyOk = false
+
+    @Option(help: "The seed of every random choice (chaos kills, start delays); printed and written into the report (default: a fresh one).", transform: { text in
+        guard let value = UInt64(text) else { throw ValidationError("--seed must be a whole number from 0 to \(UInt64.max), not '\(text)'") }
+        return value
+    })
+    var seed: UInt64?
+
+    @Option(help: "Start every worker after a random delay of at most this (e.g. 20ms), to shake out ordering assumptions.", transform: { text in
+        guard let value = DurationText.parse(text) else { throw ValidationError("--jitter must be a duration such as 20ms or 1s, not '\(text)'") }
+        return value
+    })
+    var jitter: Duration?
+
+    @Option(help: "Compare each testcase's throughput and p99 lock latency with the same testcase of this earlier report.")
+    var baseline: String?
+
+    @Option(help: "With --baseline: the slowdown that fails a testcase (default 25%).")
+    var maxSlowdown: String?
+
     /// Strict unless told otherwise, when the environment says CI (`CI=true`, as GitLab, GitHub and most CI set).
     static var strictByDefault: Bool { ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true" }
 
@@ -75,6 +107,12 @@ struct RunCommand: ParsableCommand {
         for glob in filter {
             if let problem = RunArgumentChecks.globProblem(glob) { throw ValidationError("--filter '\(glob)' is not a valid glob: \(problem)") }
         }
+        if let maxSlowdown {
+            if baseline == nil { throw ValidationError("--max-slowdown needs --baseline OLD.xml") }
+            if Baseline.parseSlowdown(maxSlowdown) == nil { throw ValidationError("--max-slowdown must be a percentage such as 25%, not '\(maxSlowdown)'") }
+        }
+        if flakyOk && repeatCount == nil && !untilFailure { throw ValidationError("--flaky-ok needs --repeat N (a single run cannot be flaky)") }
+        if let jitter, jitter > .seconds(60) { throw ValidationError("--jitter \(DurationText.format(jitter)) is longer than 60s") }
     }
 
     func run() throws {
@@ -95,13 +133,29 @@ struct RunCommand: ParsableCommand {
                 throw CommandFailure(message: Self.nothingSelected(roots: roots, scenarios: scenarios, tags: tag, filters: filter), exitCode: 2)
             }
         }
+        // Read before anything runs: a bad baseline is exit 2 with nothing run.
+        let baselineReport = try baseline.map { try ReportCommand.readReports([$0])[0] }
         let progress = ProgressReporter()
-        let options = Runner.Options(
+        var options = Runner.Options(
             paths: roots, junitPath: junit, tags: tag, filters: filter, jobs: jobs,
             shard: shard.map { ($0.index, $0.count) }, harnessVersion: ShmHarness.version,
             machineLeakCheck: leakCheck == .machine, isolate: isolate ?? (geteuid() == 0),
             strict: strict ?? Self.strictByDefault)
-        let (results, notes) = try Runner.run(selected, options: options, progress: progress)
+        options.repeatCount = untilFailure ? repeatCount : (repeatCount ?? 1)
+        options.untilFailure = untilFailure
+        options.flakyOK = flakyOk
+        options.seed = seed ?? ChaosSeed.fresh()
+        options.jitter = jitter
+        progress.say("shm-harness: seed \(options.seed) (replay with --seed \(options.seed))\n")
+        var (results, notes) = try Runner.run(selected, options: options, progress: progress)
+        if let baselineReport {
+            let slowdown = maxSlowdown.flatMap(Baseline.parseSlowdown) ?? 0.25
+            results = Baseline.compare(results, with: baselineReport, maxSlowdown: slowdown)
+            notes += [("harness.baseline", baselineReport.path), ("harness.max_slowdown", "\(Int((slowdown * 100).rounded()))%")]
+            for result in results {
+                if case .failed(let message, "baseline") = result.status { progress.say("BASELINE \(result.classname).\(result.name): \(message)\n") }
+            }
+        }
         let scope = leakCheck == .machine && jobs == 1 ? "machine" : "own"
         try Runner.writeReport(results, to: junit, version: ShmHarness.version, notes: notes + [("harness.leak_check", scope)])
         progress.summary(reportPath: junit)
@@ -112,6 +166,7 @@ struct RunCommand: ParsableCommand {
             }
         }
         if bad { throw ExitCode(1) }
+        if notes.contains(where: { $0.name == "harness.interrupted" }) { throw ExitCode(130) }
     }
 
     /// Why a run selected nothing, for its exit-2 message.
@@ -221,6 +276,8 @@ struct RunOneCommand: ParsableCommand {
     @Option var testcase: String?
     @Option var token: String?
     @Option var leakCheck: RunCommand.LeakScope = .own
+    @Option var seed: UInt64 = 0
+    @Option var jitter: String?
     @Flag(inversion: .prefixedNo) var strict = false
     @Flag(help: "Only report whether isolation works here.") var probe = false
 
@@ -243,7 +300,7 @@ struct RunOneCommand: ParsableCommand {
         }
         scenario.classname = classname
         // The verdict as it stands before teardown: the parent reports it if this process hangs after that.
-        let result = try Runner.runHere(scenario, token: token, machineLeakCheck: leakCheck == .machine, strict: strict) { partial in
+        let result = try Runner.runHere(scenario, token: token, machineLeakCheck: leakCheck == .machine, strict: strict, seed: seed, jitter: jitter.flatMap(DurationText.parse)) { partial in
             if let data = try? JSONEncoder().encode(partial) {
                 print("partial " + String(decoding: data, as: UTF8.self))
                 fflush(nil)
