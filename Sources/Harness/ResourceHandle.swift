@@ -36,6 +36,7 @@ class ResourceHandle {
         case .segment: SegmentHandle(spec)
         case .file: MappedFileHandle(spec)
         case .memfd: MemFDHandle(spec)
+        case .semaphore: SemaphoreHandle(spec)
         }
     }
 

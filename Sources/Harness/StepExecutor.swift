@@ -243,6 +243,8 @@ public final class StepExecutor {
             _exit(128 + signal)
         case .repeatTimes, .repeatFor:
             break
+        case .acquire, .release, .tryAcquire, .checkValue, .checkAtMost:
+            _ = try semaphoreStep(action) { (id: String) throws(Outcome) in try resource(id) }
         }
     }
 

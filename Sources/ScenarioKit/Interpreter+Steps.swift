@@ -166,6 +166,8 @@ extension Interpreter {
                     reader.fail(value, "unknown signal '\(text)'")
                 }
             }
+        case .acquire, .release, .tryAcquire, .checkValue, .checkAtMost:
+            action = semaphoreStep(kind, value, node: node, resources: resources)
         case .repeat:
             guard let body = nested else {
                 reader.fail(node, "repeat needs steps:")
@@ -194,6 +196,7 @@ extension Interpreter {
     /// Steps that only make sense for some kinds of resource.
     mutating func checkApplies(_ action: Step.Action, resources: [String: ResourceSpec], node: Node) {
         guard let id = action.resource, let resource = resources[id] else { return }
+        if !checkSemaphoreApplies(action, resource: resource, node: node) { return }
         switch action {
         case .truncate where resource.kind == .segment:
             reader.fail(node, "truncate changes a file's size; '\(id)' is a segment")
