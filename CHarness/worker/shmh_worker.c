@@ -387,8 +387,12 @@ static int semaphore_step(struct resource_state *st, const struct plan_step *ste
     switch (step->kind) {
     case PLAN_STEP_ACQUIRE:
         if (!(sem = sem_of(st, "acquire", o))) return -1;
-        for (int64_t i = 0; i < step->n; i++)
-            if (shmh_sem_acquire(sem, step->ns > 0 ? step->ns : -1) == -1) return library_failure(o);
+        for (int64_t i = 0; i < step->n; i++) /* n units one at a time, all or nothing */
+            if (shmh_sem_acquire(sem, step->ns > 0 ? step->ns : -1) == -1) {
+                library_failure(o);
+                if (i > 0) (void)shmh_sem_release(sem, (long)i);
+                return -1;
+            }
         return 0;
     case PLAN_STEP_RELEASE:
         if (!(sem = sem_of(st, "release", o))) return -1;

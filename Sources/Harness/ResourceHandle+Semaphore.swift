@@ -59,7 +59,15 @@ extension StepExecutor {
         switch action {
         case .acquire(let id, let n, let timeout):
             let s = try semaphore(id, "acquire")
-            for _ in 0..<n { try library { () throws(SharedMemoryError) in try s.acquire(timeout: timeout) } }
+            // n units one at a time, all or nothing: a failure gives back the ones taken.
+            for taken in 0..<n {
+                do throws(Outcome) {
+                    try library { () throws(SharedMemoryError) in try s.acquire(timeout: timeout) }
+                } catch {
+                    if taken > 0 { try? s.release(taken) }
+                    throw error
+                }
+            }
         case .release(let id, let n):
             let s = try semaphore(id, "release")
             try library { () throws(SharedMemoryError) in try s.release(n) }

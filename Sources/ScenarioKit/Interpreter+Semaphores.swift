@@ -46,6 +46,9 @@ extension Interpreter {
             var timeout: Duration?
             if let node = args["timeout"], let parsed = reader.duration(node, "timeout") {
                 if parsed <= .zero { reader.fail(node, "an acquire timeout must be longer than 0") } else { timeout = parsed }
+                // Qt can only wait for a unit in a process it may end; a wait for several would lose the ones
+                // taken when it is ended (POSIX semaphores have no undo).
+                if n > 1 { reader.fail(node, "timeout: applies to an acquire of one unit (n: 1); wait for \(n) units with \(n) acquires") }
             }
             return .acquire(resource: res, n: n, timeout: timeout)
         case .tryAcquire:
