@@ -77,6 +77,15 @@ import Glibc
         Control(
             fixture: "seals-unsealed",
             message: [step("seals-unsealed", worker: "reader/0", line: 21, step: "truncate", "unexpected-success: expected sealed, but the step succeeded")]),
+        // semaphores: a count of 4 lets a fourth in (check-at-most sees it); a missing release (check-value sees it)
+        Control(
+            fixture: "semaphore-count-exceeded",
+            message: [
+                literal("worker inside/") + "[0-3]" + literal(", step at \(file("semaphore-count-exceeded")):23 (check-at-most): check-mismatch: at offset 0 of gauge: u64 4 is more than 3")
+            ]),
+        Control(
+            fixture: "semaphore-release-missing",
+            message: [step("semaphore-release-missing", worker: "observer/0", line: 24, step: "check-value", "check-mismatch: semaphore sem: want count 2, got 1")]),
     ]
 
     @Test(arguments: controls)
