@@ -27,6 +27,16 @@ extension Interpreter {
         }
     }
 
+    /// A semaphore with a segment's key and backend is that segment's lock semaphore (Qt derives both from the
+    /// legacy key): refused, naming both, rather than sharing a count with the segment's lock by accident.
+    mutating func checkSemaphoreKeys(_ resources: [ResourceSpec]) {
+        for semaphore in resources where semaphore.kind == .semaphore {
+            if let segment = resources.first(where: { $0.kind == .segment && $0.key == semaphore.key && $0.backend == semaphore.backend }) {
+                reader.fail(at: semaphore.location, "semaphore '\(semaphore.id)' has the key '\(semaphore.key ?? "")' of segment '\(segment.id)': it would be that segment's lock semaphore (Qt derives both from the key); give it another key")
+            }
+        }
+    }
+
     /// `acquire: RES | {res, n, timeout}`, `release: RES | {res, n}`, `try-acquire: RES`, `check-value: {res, value}`,
     /// `check-at-most: {res, offset, max}`.
     mutating func semaphoreStep(_ kind: StepKind, _ value: Node, node: Node, resources: [String: ResourceSpec]) -> Step.Action? {

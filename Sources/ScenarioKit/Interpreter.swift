@@ -42,6 +42,7 @@ struct Interpreter {
             }
             environmentNames[resource.environmentName] = resource.id
         }
+        checkSemaphoreKeys(resources)
         let ids = Set(resources.map(\.id))
         let kinds = Dictionary(resources.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
 

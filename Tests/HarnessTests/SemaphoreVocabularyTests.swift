@@ -32,6 +32,7 @@ import Testing
         ("check-at-most without max", head + "      - check-at-most: {res: m, offset: 0}\n", 6, 24, "check-at-most needs max:"),
         ("check-at-most: bad max", head + "      - check-at-most: {res: m, max: -1}\n", 6, 38, "max must be an unsigned 64-bit integer, not '-1'"),
         ("try-acquire: unknown resource", head + "      - try-acquire: t\n", 6, 22, "unknown resource 't'"),
+        ("a segment's lock semaphore", "resources:\n  m: {kind: segment, size: 64, key: k}\n  s: {kind: semaphore, key: k}\nworkers:\n  - steps:\n      - attach: s\n", 3, 3, "semaphore 's' has the key 'k' of segment 'm'"),
         ("qt try-acquire", "resources:\n  s: {kind: semaphore}\nworkers:\n  - impl: qt\n    steps:\n      - try-acquire: s\n", 6, 9, "impl: qt cannot run try-acquire: QSystemSemaphore has no try-acquire"),
         ("qt check-value", "resources:\n  s: {kind: semaphore}\nworkers:\n  - impl: qt\n    steps:\n      - check-value: {res: s, value: 1}\n", 6, 9, "impl: qt cannot run check-value: QSystemSemaphore cannot read its count"),
     ]
