@@ -11,8 +11,10 @@ this file into the run's private folder (it is embedded in the shm-harness binar
 peer's python (SHM_HARNESS_QT_PYTHON, or the checkout's .venv-qt).
 
 Steps: create, attach (rw/ro), detach, lock (optionally timeout-ns=N), unlock, add, load, store-loaded,
-compare, store, check, fill, check-fill, barrier, sleep, repeat, crash. Qt has no try-lock, no atomic add and
-no files, memfds, seals or in-memory locks: those are refused when the scenario is validated, and
+compare, store, check, fill, check-fill, check-at-most, barrier, sleep, repeat, crash; on semaphore resources
+(QSystemSemaphore: create is Create mode, attach Open mode, detach its destructor) acquire (n=, timeout-ns= as
+lock) and release (n=). Qt has no try-lock, no try-acquire, no way to read a semaphore's count, no atomic add
+and no files, memfds, seals or in-memory locks: those are refused when the scenario is validated, and
 `unsupported` here if a plan asks.
 
 Reads/writes of the memory are checked by this worker (as the Swift and C workers do): past the end is
@@ -129,8 +131,13 @@ STEP_FIELDS = {
     "load": {"res", "offset"},
     "store-loaded": {"res", "offset", "plus"},
     "compare": {"res", "offset", "with"},
+    "acquire": {"res", "n", "timeout-ns"},
+    "release": {"res", "n"},
+    "try-acquire": {"res"},
+    "check-value": {"res", "value"},
+    "check-at-most": {"res", "offset", "max"},
 }
-RESOURCE_FIELDS = {"kind", "key", "size", "lock", "lock-offset", "path", "fd", "private"}
+RESOURCE_FIELDS = {"kind", "key", "size", "lock", "lock-offset", "path", "fd", "private", "initial"}
 
 
 class Step:
@@ -184,7 +191,7 @@ def parse_plan(text):
             f = fields_of(words[2:], number, RESOURCE_FIELDS)
             if "kind" not in f or "lock" not in f:
                 raise BrokenPlan(number, "a resource needs kind= and lock=")
-            if f["kind"] not in ("segment", "file", "memfd"):
+            if f["kind"] not in ("segment", "file", "memfd", "semaphore"):
                 raise BrokenPlan(number, "unknown resource kind %r" % f["kind"])
             if f["lock"] not in ("semaphore", "futex", "robust-mutex", "lockfile"):
                 raise BrokenPlan(number, "unknown lock %r" % f["lock"])
@@ -192,7 +199,8 @@ def parse_plan(text):
                 raise BrokenPlan(number, "resource %r given twice" % rid)
             size = integer(f, "size", number, 0, default=-1)
             plan["resources"][rid] = {"id": rid, "kind": f["kind"], "key": f.get("key"), "size": size,
-                                      "lock": f["lock"]}
+                                      "lock": f["lock"], "initial": integer(f, "initial", number, 0, (1 << 31) - 1,
+                                                                            default=0)}
         elif head in ("step", "repeat"):
             items.append((number, words))
         elif head == "end":
@@ -294,6 +302,15 @@ def parse_steps(items, cursor, count, resources):
             step.value = integer(f, "ns", number, 0, default=0)
         elif kind == "crash":
             step.value = integer(f, "signal", number, 1, 64, default=9)
+        elif kind == "acquire":
+            step.value = (integer(f, "n", number, 1, 32767, default=1), integer(f, "timeout-ns", number, 1, default=-1)
+                          if "timeout-ns" in f else -1)
+        elif kind == "release":
+            step.value = integer(f, "n", number, 0, 32767, default=1)
+        elif kind == "check-value":
+            step.value = integer(f, "value", number, 0, (1 << 31) - 1)
+        elif kind == "check-at-most":
+            step.value = (integer(f, "offset", number, 0, default=0), integer(f, "max", number, 0, (1 << 64) - 1))
         steps.append(step)
     return steps
 
@@ -422,12 +439,104 @@ class Segment:
             self.shm = None
 
 
+# Qt's QSystemSemaphore::SystemSemaphoreError -> the scenario spellings.
+QT_SEMAPHORE_ERRORS = {
+    "PermissionDenied": "permission-denied",
+    "KeyError": "key-error",
+    "AlreadyExists": "already-exists",
+    "NotFound": "not-found",
+    "OutOfResources": "out-of-resources",
+    "UnknownError": "unknown",
+}
+
+
+class Semaphore:
+    """One plan resource of kind semaphore as a QSystemSemaphore: create is Qt's Create mode, attach its Open
+    mode (both with the resource's initial count), detach destroys the object (Qt's destructor: the process
+    that created the semaphore - or opened it in Create mode - removes it then, even while others use it)."""
+
+    def __init__(self, qt, spec):
+        self.qt, self.spec = qt, spec
+        self.sem = None
+
+    def fail(self, what):
+        error = self.sem.error()
+        if error.name == "NoError":
+            return StepError("unknown", "%s: Qt returned false without an error [%s]" % (what, self.spec["key"]))
+        return StepError(QT_SEMAPHORE_ERRORS.get(error.name, "unknown"), "%s: QSystemSemaphore %s: %s [%s]"
+                         % (what, error.name, self.sem.errorString(), self.spec["key"]))
+
+    def open(self, what, mode):
+        if self.sem is not None:
+            raise StepError("already-exists", "%s: the semaphore is open already [%s]" % (what, self.spec["key"]))
+        key = self.qt.QNativeIpcKey.fromString(self.spec["key"] or "")
+        if not key.isValid():
+            raise StepError("key-error", "%s: %r is not a QNativeIpcKey string" % (what, self.spec["key"]))
+        self.sem = self.qt.QSystemSemaphore(key, self.spec["initial"], mode)
+        if self.sem.error().name != "NoError":
+            error = self.fail(what)
+            self.destroy()
+            raise error
+
+    def create(self, size):
+        self.open("create", self.qt.QSystemSemaphore.AccessMode.Create)
+
+    def attach(self, read_only):
+        if read_only:
+            raise StepError("unsupported", "attach: a semaphore has no read-only mode")
+        self.open("attach", self.qt.QSystemSemaphore.AccessMode.Open)
+
+    def destroy(self):
+        import shiboken6
+        sem, self.sem = self.sem, None
+        if sem is not None:
+            shiboken6.delete(sem)  # Qt's destructor now, not whenever Python collects the wrapper
+
+    def detach(self):
+        if self.sem is None:
+            raise StepError("not-found", "detach: the semaphore is not open [%s]" % self.spec["key"])
+        self.destroy()
+
+    def usable(self, what):
+        if self.sem is None:
+            raise StepError("not-found", "%s: the semaphore is not open (create or attach it first) [%s]"
+                            % (what, self.spec["key"]))
+        return self.sem
+
+    def acquire(self):
+        if not self.usable("acquire").acquire():
+            raise self.fail("acquire")
+
+    def release(self, n):
+        if not self.usable("release").release(n):
+            raise self.fail("release")
+
+    def acquire_in_child(self, sem):
+        return None if sem.acquire() else self.fail("acquire")
+
+    @staticmethod
+    def release_in_child(sem):
+        sem.release(1)
+
+    def lock(self):
+        raise StepError("unsupported", "lock: a semaphore is taken with acquire")
+
+    unlock = lock
+
+    def bytes_at(self, what, offset, count, write):
+        raise StepError("unsupported", "%s: a semaphore has no memory (resource %s)" % (what, self.spec["id"]))
+
+    def close(self):
+        self.destroy()
+
+
 class Worker:
     def __init__(self, qt, plan, stdin_fd):
         self.qt = qt
         self.plan = plan
         self.stdin_fd = stdin_fd
-        self.segments = {rid: Segment(qt, spec) for rid, spec in plan["resources"].items()}
+        self.segments = {rid: (Semaphore(qt, spec) if spec["kind"] == "semaphore" else Segment(qt, spec))
+                         for rid, spec in plan["resources"].items()}
         self.ops = 0
         self.latencies = []
         self.start = monotonic_ns()
@@ -565,6 +674,8 @@ class Worker:
                 if bad is not None:
                     raise StepError("check-mismatch", "at offset %d of %s: want byte %d, got %d"
                                     % (bad, f["res"], step.value, data[bad]))
+        elif kind in ("acquire", "release", "check-at-most"):
+            self.semaphore_step(step, seg)
         elif kind == "barrier":
             self.barrier(f["name"])
         elif kind == "sleep":
@@ -584,8 +695,86 @@ class Worker:
                 "truncate": "Qt's segments have no file size to change",
                 "seal": "Qt has no memfd seals",
                 "touch-all": "the Qt worker has no unguarded plain loads",
+                "try-acquire": "QSystemSemaphore has no try-acquire (acquire() always waits)",
+                "check-value": "QSystemSemaphore cannot read its count",
             }
             raise StepError("unsupported", reasons.get(kind, "%s is not a Qt operation" % kind))
+
+    def semaphore_step(self, step, res):
+        """acquire (n times; with a deadline as lock does), release(n), and check-at-most on a segment."""
+        kind = step.kind
+        if kind == "check-at-most":
+            offset, most = step.value
+            view = res.bytes_at("check-at-most", offset, 8, False)
+            got = int.from_bytes(view[offset:offset + 8], "little")
+            if got > most:
+                raise StepError("check-mismatch", "at offset %d of %s: u64 %d is more than %d"
+                                % (offset, step.f["res"], got, most))
+            return
+        if not isinstance(res, Semaphore):
+            raise StepError("key-error", "%s: resource %s is not a semaphore" % (kind, step.f["res"]))
+        if kind == "release":
+            res.release(step.value)
+            return
+        n, timeout_ns = step.value
+        for _ in range(n):
+            started = monotonic_ns()
+            if timeout_ns > 0 and step.expect == "lock-error":
+                self.probe(res.usable("acquire"), res.acquire_in_child, res.release_in_child, "acquire",
+                           "QSystemSemaphore's acquire()", timeout_ns, res.spec["key"])
+            elif timeout_ns > 0:
+                self.watched(step, "acquire", "QSystemSemaphore's acquire()", res.acquire, timeout_ns, started,
+                             res.spec["key"])
+            else:
+                res.acquire()
+
+    def probe(self, handle, call, undo, what, name, timeout_ns, key):
+        """A waiting call that is expected to time out (lock-error), made in a child process: if it returns,
+        `undo` gives back what it took and the step has succeeded (unexpected); if the deadline passes first,
+        the child (which never got it) is killed, the step fails with lock-error and the worker goes on."""
+        sys.stdout.flush()
+        ready_r, ready_w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(ready_r)
+            set_parent_death_signal(None)
+            error = call(handle)
+            if error is None:
+                undo(handle)
+                os.write(ready_w, b"ok")
+            else:
+                os.write(ready_w, ("%s %s" % (error.name, error.message)).encode("utf-8", "replace")[:4000])
+            os._exit(0)
+        os.close(ready_w)
+        readable, _, _ = select.select([ready_r], [], [], timeout_ns / 1e9)
+        answer = os.read(ready_r, 4096) if readable else b""
+        os.close(ready_r)
+        if not answer:
+            os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        if not answer:
+            raise StepError("lock-error", "%s: %s did not return within %s (Qt has no timed wait: the call was "
+                            "made in a child process, ended at the deadline) [%s]" % (what, name, fmt_ns(timeout_ns), key))
+        if answer != b"ok":
+            name, _, message = answer.decode("utf-8", "replace").partition(" ")
+            raise StepError(name, message)
+
+    def watched(self, step, what, name, call, timeout_ns, started, key):
+        """A waiting call with a deadline that is not expected to pass, watched by the watchdog (see
+        watched_lock). Returns when the call was made."""
+        if self.watchdog is None:
+            self.watchdog = Watchdog()
+        failure = self.result(Failure(step, "lock-error", "%s: %s did not return within %s (Qt has no timed wait "
+                                      "and cannot abandon the call: the worker was ended) [%s]"
+                                      % (what, name, fmt_ns(timeout_ns), key)), percentiles=False)
+        failure["startNs"] = self.start
+        self.watchdog.arm(started + timeout_ns, failure)
+        called = monotonic_ns()
+        try:
+            call()
+        finally:
+            self.watchdog.disarm()
+        return called
 
     def probe_lock(self, seg, timeout_ns):
         """A lock step that expects lock-error: a child calls Qt's lock(); if it returns, the child unlocks at

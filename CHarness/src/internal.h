@@ -64,6 +64,8 @@ bool shmh_objfile_still_at_path(const struct shmh_objfile *f);
 int shmh_objfile_record_use(struct shmh_objfile *f, int slot, const struct shmh_site *site);
 /* slot < 0: every slot. */
 bool shmh_objfile_claim_for_removal(struct shmh_objfile *f, int slot);
+/* Drops this description's usage records (and any claim); the file stays open. */
+void shmh_objfile_release_usage(struct shmh_objfile *f);
 bool shmh_objfile_is_managed(const struct shmh_objfile *f);
 int shmh_objfile_mark_managed(struct shmh_objfile *f, mode_t mode, const struct shmh_site *site);
 void shmh_objfile_unlink_if_still_at_path(const struct shmh_objfile *f);

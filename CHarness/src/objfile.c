@@ -148,6 +148,13 @@ bool shmh_objfile_still_at_path(const struct shmh_objfile *f) {
     return st.st_ino == f->st.st_ino && st.st_dev == f->st.st_dev;
 }
 
+void shmh_objfile_release_usage(struct shmh_objfile *f) {
+    if (f->fd < 0) return;
+    int saved = errno;
+    (void)shmh_ofd_lock(f->fd, 2, SHMH_USAGE_BASE, 0, false);
+    errno = saved;
+}
+
 int shmh_objfile_record_use(struct shmh_objfile *f, int slot, const struct shmh_site *site) {
     if (shmh_ofd_lock(f->fd, 0, SHMH_USAGE_BASE + slot, 1, true) == -1)
         return shmh_fail_call(site, "fcntl(F_OFD_SETLKW)", SHMH_OP_GENERIC, errno, "%s", f->path);

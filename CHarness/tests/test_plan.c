@@ -82,6 +82,45 @@ static void lock_timeout(void **state) {
     plan_free(&p);
 }
 
+/* A semaphore resource and its steps (Plan.swift: initial=, acquire n= timeout-ns=, release n=, try-acquire,
+ * check-value value=, check-at-most offset= max=). */
+static void semaphore_steps(void **state) {
+    (void)state;
+    const char *text = "shm-harness-plan 1\n"
+                       "resource sem kind=semaphore key=posix%3A%2Fx lock=semaphore lock-offset=0 initial=3\n"
+                       "step 5 acquire res=sem n=2 timeout-ns=1000\n"
+                       "step 6 acquire res=sem\n"
+                       "step 7 release res=sem n=0\n"
+                       "step 8 try-acquire res=sem expect-error=busy\n"
+                       "step 9 check-value res=sem value=1\n"
+                       "step 10 check-at-most res=sem offset=8 max=18446744073709551615\n"
+                       "end\n";
+    struct plan p;
+    char err[256];
+    if (parse(text, &p, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(p.nresources, 1);
+    assert_int_equal(p.resources[0].kind, PLAN_RES_SEMAPHORE);
+    assert_true(p.resources[0].has_initial);
+    assert_int_equal(p.resources[0].initial, 3);
+    assert_int_equal(p.nsteps, 6);
+    assert_int_equal(p.steps[0].kind, PLAN_STEP_ACQUIRE);
+    assert_int_equal(p.steps[0].n, 2);
+    assert_int_equal(p.steps[0].ns, 1000);
+    assert_int_equal(p.steps[1].n, 1);
+    assert_int_equal(p.steps[1].ns, 0);
+    assert_int_equal(p.steps[2].kind, PLAN_STEP_RELEASE);
+    assert_int_equal(p.steps[2].n, 0);
+    assert_int_equal(p.steps[3].kind, PLAN_STEP_TRY_ACQUIRE);
+    assert_string_equal(p.steps[3].expect.s, "busy");
+    assert_int_equal(p.steps[4].kind, PLAN_STEP_CHECK_VALUE);
+    assert_int_equal(p.steps[4].value, 1);
+    assert_int_equal(p.steps[5].kind, PLAN_STEP_CHECK_AT_MOST);
+    assert_int_equal(p.steps[5].offset, 8);
+    assert_true(p.steps[5].u64 == UINT64_MAX);
+    assert_string_equal(plan_step_kind_name(PLAN_STEP_CHECK_AT_MOST), "check-at-most");
+    plan_free(&p);
+}
+
 /* repeat 2 { step; repeat for { step }; repeat 3 { repeat 4 { step } } } step */
 static void nested_repeats(void **state) {
     (void)state;
@@ -367,6 +406,20 @@ static void broken_plans(void **state) {
         {"shm-harness-plan 1\nchannel b 0 pipe=3\nend\n", 2},
         {"shm-harness-plan 1\nchannel b 0 expect-error=busy\nend\n", 2},
         {"shm-harness-plan 1\nchannel %zz 0 fd=3\nend\n", 2},
+        {"shm-harness-plan 1\nresource s kind=semaphore lock=semaphore initial=-1\nend\n", 2},
+        {"shm-harness-plan 1\nresource s kind=semaphore lock=semaphore initial=2147483648\nend\n", 2},
+        {"shm-harness-plan 1\nresource s kind=flag lock=semaphore\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 acquire res=s n=0\nend\n", 2},               /* takes at least one unit */
+        {"shm-harness-plan 1\nstep 1 acquire res=s n=32768\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 acquire res=s timeout-ns=0\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 release res=s n=-1\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 release res=s timeout-ns=5\nend\n", 2},      /* release does not wait */
+        {"shm-harness-plan 1\nstep 1 try-acquire res=s n=1\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 check-value res=s\nend\n", 2},              /* needs value= */
+        {"shm-harness-plan 1\nstep 1 check-value res=s value=-1\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 check-at-most res=s offset=0\nend\n", 2},   /* needs max= */
+        {"shm-harness-plan 1\nstep 1 check-at-most res=s max=-3\nend\n", 2},
+        {"shm-harness-plan 1\nstep 1 check-at-most res=s offset=-8 max=3\nend\n", 2},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct plan p;
@@ -556,6 +609,7 @@ int main(void) {
         cmocka_unit_test(counter_plan),
         cmocka_unit_test(lock_timeout),
         cmocka_unit_test(nested_repeats),
+        cmocka_unit_test(semaphore_steps),
         cmocka_unit_test(percent_encoding_and_values),
         cmocka_unit_test(broken_plans),
         cmocka_unit_test(descriptor_passing),

@@ -23,6 +23,8 @@ static const char *const step_names[] = {
     [PLAN_STEP_STORE_LOADED] = "store-loaded", [PLAN_STEP_COMPARE] = "compare",
     [PLAN_STEP_SEND_FD] = "send-fd",       [PLAN_STEP_RECEIVE_FD] = "receive-fd",
     [PLAN_STEP_SYNC] = "sync",             [PLAN_STEP_CHECK_FILE] = "check-file",
+    [PLAN_STEP_ACQUIRE] = "acquire",       [PLAN_STEP_RELEASE] = "release",     [PLAN_STEP_TRY_ACQUIRE] = "try-acquire",
+    [PLAN_STEP_CHECK_VALUE] = "check-value", [PLAN_STEP_CHECK_AT_MOST] = "check-at-most",
 };
 
 const char *plan_step_kind_name(enum plan_step_kind kind) {
@@ -267,6 +269,8 @@ static const struct {
     {"load", PLAN_STEP_LOAD},           {"store-loaded", PLAN_STEP_STORE_LOADED}, {"compare", PLAN_STEP_COMPARE},
     {"send-fd", PLAN_STEP_SEND_FD},     {"receive-fd", PLAN_STEP_RECEIVE_FD},
     {"sync", PLAN_STEP_SYNC},           {"check-file", PLAN_STEP_CHECK_FILE},
+    {"acquire", PLAN_STEP_ACQUIRE},     {"release", PLAN_STEP_RELEASE},   {"try-acquire", PLAN_STEP_TRY_ACQUIRE},
+    {"check-value", PLAN_STEP_CHECK_VALUE}, {"check-at-most", PLAN_STEP_CHECK_AT_MOST},
 };
 
 /* The fields each kind takes, besides expect-error (Plan.stepFields in Swift). */
@@ -299,6 +303,11 @@ static const char *step_fields(enum plan_step_kind k) {
     case PLAN_STEP_RECEIVE_FD:
     case PLAN_STEP_SYNC: return "res";
     case PLAN_STEP_CHECK_FILE: return "res offset u64 hex";
+    case PLAN_STEP_ACQUIRE: return "res n timeout-ns";
+    case PLAN_STEP_RELEASE: return "res n";
+    case PLAN_STEP_TRY_ACQUIRE: return "res";
+    case PLAN_STEP_CHECK_VALUE: return "res value";
+    case PLAN_STEP_CHECK_AT_MOST: return "res offset max";
     }
     return "";
 }
@@ -458,6 +467,32 @@ static int fill_step(struct parser *p, size_t number, struct plan_step *s, const
         if (present && s->ns <= 0) return broken(p, number, "timeout-ns=%lld is not a positive number", (long long)s->ns);
         return 0;
     }
+    case PLAN_STEP_ACQUIRE:
+    case PLAN_STEP_RELEASE: {
+        int present = 0;
+        s->n = 1;
+        if (int_field(p, number, f, "n", &s->n, NULL) == -1) return -1;
+        int64_t low = s->kind == PLAN_STEP_ACQUIRE ? 1 : 0;
+        if (s->n < low || s->n > 32767) return broken(p, number, "n=%lld is not in %lld...32767", (long long)s->n, (long long)low);
+        if (s->kind == PLAN_STEP_RELEASE) return 0;
+        if (int_field(p, number, f, "timeout-ns", &s->ns, &present) == -1) return -1;
+        if (present && s->ns <= 0) return broken(p, number, "timeout-ns=%lld is not a positive number", (long long)s->ns);
+        return 0;
+    }
+    case PLAN_STEP_CHECK_VALUE: {
+        int present = 0;
+        if (int_field(p, number, f, "value", &s->value, &present) == -1) return -1;
+        if (!present) return broken(p, number, "check-value needs value=");
+        if (s->value < 0 || s->value > INT32_MAX) return broken(p, number, "value=%lld is not in 0...%d", (long long)s->value, INT32_MAX);
+        return 0;
+    }
+    case PLAN_STEP_CHECK_AT_MOST: {
+        if (int_field(p, number, f, "offset", &s->offset, NULL) == -1) return -1;
+        if (s->offset < 0) return broken(p, number, "offset=%lld is negative", (long long)s->offset);
+        if (!(t = field(f, "max"))) return broken(p, number, "check-at-most needs max=");
+        if (parse_u64(t->s, t->len, &s->u64) == -1) return broken(p, number, "max=%s is not an unsigned 64-bit integer", t->s);
+        return 0;
+    }
     case PLAN_STEP_CRASH: {
         int64_t sig = 9;
         if (int_field(p, number, f, "signal", &sig, NULL) == -1) return -1;
@@ -579,7 +614,7 @@ static int parse_resource(struct parser *p, size_t number, const struct word *wo
     if (nw < 2 || plan_decode(words[1].s, words[1].len, &r->id) == -1) return broken(p, number, "resource ID fields...");
     struct fields f;
     char why[200];
-    if (parse_fields(words + 2, nw - 2, "kind key size lock lock-offset path fd private", &f, why, sizeof why) == -1) {
+    if (parse_fields(words + 2, nw - 2, "kind key size lock lock-offset path fd private initial", &f, why, sizeof why) == -1) {
         fields_free(&f);
         text_free(&r->id);
         return broken(p, number, "%s", why);
@@ -590,6 +625,7 @@ static int parse_resource(struct parser *p, size_t number, const struct word *wo
     else if (!strcmp(kind->s, "segment")) r->kind = PLAN_RES_SEGMENT;
     else if (!strcmp(kind->s, "file")) r->kind = PLAN_RES_FILE;
     else if (!strcmp(kind->s, "memfd")) r->kind = PLAN_RES_MEMFD;
+    else if (!strcmp(kind->s, "semaphore")) r->kind = PLAN_RES_SEMAPHORE;
     else rc = broken(p, number, "resource needs kind= and lock=");
     if (rc == 0) {
         if (!strcmp(lock->s, "semaphore")) r->lock = PLAN_LOCK_SEMAPHORE;
@@ -602,6 +638,9 @@ static int parse_resource(struct parser *p, size_t number, const struct word *wo
     if (rc == 0 && (t = field(&f, "path")) && text_copy(t, &r->path) == -1) rc = broken(p, number, "out of memory");
     if (rc == 0) rc = int_field(p, number, &f, "size", &r->size, &r->has_size);
     if (rc == 0) rc = int_field(p, number, &f, "lock-offset", &r->lock_offset, NULL);
+    if (rc == 0) rc = int_field(p, number, &f, "initial", &r->initial, &r->has_initial);
+    if (rc == 0 && r->has_initial && (r->initial < 0 || r->initial > INT32_MAX))
+        rc = broken(p, number, "initial=%lld is not in 0...%d", (long long)r->initial, INT32_MAX);
     int64_t fd = -1;
     if (rc == 0) rc = int_field(p, number, &f, "fd", &fd, &r->has_fd);
     if (rc == 0 && r->has_fd && (fd < 0 || fd > INT32_MAX)) rc = broken(p, number, "fd=%lld is not a descriptor", (long long)fd);

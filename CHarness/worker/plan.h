@@ -12,7 +12,7 @@ struct plan_text {
     size_t len;
 };
 
-enum plan_resource_kind { PLAN_RES_SEGMENT, PLAN_RES_FILE, PLAN_RES_MEMFD };
+enum plan_resource_kind { PLAN_RES_SEGMENT, PLAN_RES_FILE, PLAN_RES_MEMFD, PLAN_RES_SEMAPHORE };
 enum plan_lock_kind { PLAN_LOCK_SEMAPHORE, PLAN_LOCK_FUTEX, PLAN_LOCK_ROBUST_MUTEX, PLAN_LOCK_LOCKFILE };
 
 struct plan_resource {
@@ -27,6 +27,8 @@ struct plan_resource {
     int has_fd;
     int fd;
     int is_private;
+    int has_initial; /* semaphores: initial= given */
+    int64_t initial; /* semaphores: the count a create (or an open that makes it) starts with */
 };
 
 enum plan_step_kind {
@@ -57,6 +59,11 @@ enum plan_step_kind {
     PLAN_STEP_RECEIVE_FD,   /* the next descriptor a peer sends becomes res */
     PLAN_STEP_SYNC,         /* msync(MS_SYNC) of res's mapping */
     PLAN_STEP_CHECK_FILE,   /* pread of res's file, opened afresh, compared as check */
+    PLAN_STEP_ACQUIRE,      /* semaphores: take n= units, one at a time, each within timeout-ns= */
+    PLAN_STEP_RELEASE,      /* semaphores: give back n= units at once */
+    PLAN_STEP_TRY_ACQUIRE,  /* semaphores: take one unit if the count is above 0, else busy */
+    PLAN_STEP_CHECK_VALUE,  /* semaphores: the count is value= */
+    PLAN_STEP_CHECK_AT_MOST, /* the u64 at offset is at most max= */
 };
 
 /* Seal bits (the same values as libshmh's SHMH_SEAL_*). */
@@ -80,15 +87,16 @@ struct plan_step {
     int read_only;             /* attach mode=ro */
     int private_map;           /* attach mode=private: a file mapped MAP_PRIVATE, writable (copy-on-write) */
     int64_t offset;            /* add, atomic-add, store, check, load, store-loaded, compare */
-    int64_t value;             /* add, atomic-add; store-loaded: plus= */
+    int64_t value;             /* add, atomic-add, check-value; store-loaded: plus= */
+    int64_t n;                 /* acquire, release: units */
     int64_t with;              /* compare: the other offset */
     uint8_t *bytes;            /* store, check: the value as bytes (u64: 8 little-endian bytes) */
     size_t nbytes;
     int is_u64;                /* store, check: given as u64= (else hex=) */
-    uint64_t u64;
+    uint64_t u64;              /* check-at-most: max= */
     uint8_t byte;              /* fill, check-fill */
     unsigned int seals;        /* seal */
-    int64_t ns;                /* sleep, repeat for-ns; lock: timeout-ns (0: wait without limit) */
+    int64_t ns;                /* sleep, repeat for-ns; lock, acquire: timeout-ns (0: wait without limit) */
     int signal;                /* crash */
     int64_t times;             /* repeat times */
     size_t body;               /* repeat: direct children */

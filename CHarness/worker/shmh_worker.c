@@ -50,6 +50,7 @@ struct resource_state {
     const struct plan_resource *r;
     char object[600];             /* how errors name it: key, else path, else memfd:ID */
     struct shmh_segment *segment; /* segments: made on first use */
+    struct shmh_sem *sem;         /* semaphores: while open (create / attach until detach) */
     int read_only;                /* the current attachment's mode */
     int private_map;              /* files: this attachment is MAP_PRIVATE (attach mode=private) */
     /* files and memfds */
@@ -372,6 +373,70 @@ static int map_fd(struct resource_state *st, int writable, struct outcome *o) {
     return 0;
 }
 
+/* SemaphoreHandle (ResourceHandle+Semaphore.swift): create opens in Create mode, attach in Open mode (which makes a
+ * missing semaphore with the initial count, as Qt's), both with the resource's initial count. */
+static int sem_open_resource(struct resource_state *st, enum shmh_sem_mode mode, const char *operation, struct outcome *o) {
+    if (st->sem) return refuse(o, SHMH_ALREADY_EXISTS, operation, st->object, "the semaphore is open already");
+    struct shmh_key key;
+    if (!st->r->key.s || shmh_key_from_string(&key, st->r->key.s, st->r->key.len) == -1)
+        return refuse(o, SHMH_KEY_ERROR, operation, NULL, "resource %s has no key in the plan", st->r->id.s);
+    st->sem = shmh_sem_open(&key, st->r->has_initial ? (long)st->r->initial : 0, mode, NULL);
+    shmh_key_free(&key);
+    return st->sem ? 0 : library_failure(o);
+}
+
+static struct shmh_sem *sem_of(struct resource_state *st, const char *operation, struct outcome *o) {
+    if (st->r->kind != PLAN_RES_SEMAPHORE) {
+        refuse(o, SHMH_KEY_ERROR, operation, NULL, "resource %s is not a semaphore", st->r->id.s);
+        return NULL;
+    }
+    if (!st->sem) refuse(o, SHMH_NOT_FOUND, operation, st->object, "the semaphore is not open (create or attach it first)");
+    return st->sem;
+}
+
+/* The semaphore steps and check-at-most (StepExecutor.semaphoreStep). */
+static int semaphore_step(struct resource_state *st, const struct plan_step *step, struct outcome *o) {
+    struct shmh_sem *sem;
+    switch (step->kind) {
+    case PLAN_STEP_ACQUIRE:
+        if (!(sem = sem_of(st, "acquire", o))) return -1;
+        for (int64_t i = 0; i < step->n; i++) /* n units one at a time, all or nothing */
+            if (shmh_sem_acquire(sem, step->ns > 0 ? step->ns : -1) == -1) {
+                library_failure(o);
+                if (i > 0) (void)shmh_sem_release(sem, (long)i);
+                return -1;
+            }
+        return 0;
+    case PLAN_STEP_RELEASE:
+        if (!(sem = sem_of(st, "release", o))) return -1;
+        return shmh_sem_release(sem, (long)step->n) == -1 ? library_failure(o) : 0;
+    case PLAN_STEP_TRY_ACQUIRE:
+        if (!(sem = sem_of(st, "try-acquire", o))) return -1;
+        if (shmh_sem_try_acquire(sem) == 0) return 0;
+        if (shmh_last_failure()->code == SHMH_BUSY) return refuse(o, SHMH_BUSY, "try-acquire", st->object, "the count is 0");
+        return library_failure(o);
+    case PLAN_STEP_CHECK_VALUE: {
+        int value = 0;
+        if (!(sem = sem_of(st, "check-value", o))) return -1;
+        if (shmh_sem_value(sem, &value) == -1) return library_failure(o);
+        if (value != step->value)
+            return other(o, OUT_MISMATCH, "semaphore %s: want count %lld, got %d", st->r->id.s, (long long)step->value, value);
+        return 0;
+    }
+    case PLAN_STEP_CHECK_AT_MOST: {
+        uint8_t b[8];
+        if (checked_access(st, 0, step->offset, b, 8, o) == -1) return -1;
+        uint64_t got = 0;
+        for (int i = 0; i < 8; i++) got |= (uint64_t)b[i] << (8 * i);
+        if (got > step->u64)
+            return other(o, OUT_MISMATCH, "at offset %lld of %s: u64 %llu is more than %llu", (long long)step->offset, st->r->id.s,
+                         (unsigned long long)got, (unsigned long long)step->u64);
+        return 0;
+    }
+    default: return 0;
+    }
+}
+
 static int64_t create_size(const struct resource_state *st, const struct plan_step *step) {
     return step->has_size ? step->size : st->r->has_size ? st->r->size : 0;
 }
@@ -395,6 +460,7 @@ static int create_object(struct resource_state *st, const struct plan_step *step
         st->fd = fd;
         return map_fd(st, 1, o);
     }
+    case PLAN_RES_SEMAPHORE: return sem_open_resource(st, SHMH_SEM_CREATE, "create", o);
     case PLAN_RES_MEMFD: {
         if (st->fd < 0 && !st->r->has_fd) { /* share: pass: nobody inherited it; this worker makes it */
             char name[300];
@@ -435,6 +501,7 @@ static int attach_object(struct resource_state *st, int read_only, struct outcom
         }
         return 0;
     }
+    case PLAN_RES_SEMAPHORE: return sem_open_resource(st, SHMH_SEM_OPEN, "attach", o);
     case PLAN_RES_MEMFD:
         if (st->map) return refuse(o, SHMH_ALREADY_EXISTS, "attach", NULL, "already attached");
         if (memfd_descriptor(st, o) == -1) return -1;
@@ -459,6 +526,11 @@ static int detach_object(struct resource_state *st, struct outcome *o) {
     case PLAN_RES_MEMFD: /* the memfd lives on in its descriptor */
         if (!st->map) return refuse(o, SHMH_NOT_FOUND, "detach", NULL, "not attached");
         unmap(st);
+        return 0;
+    case PLAN_RES_SEMAPHORE:
+        if (!st->sem) return refuse(o, SHMH_NOT_FOUND, "detach", st->object, "the semaphore is not open");
+        shmh_sem_close(st->sem, 1); /* the last user of this library removes it */
+        st->sem = NULL;
         return 0;
     }
     return 0;
@@ -491,6 +563,10 @@ static int do_detach(struct resource_state *st, struct outcome *o) {
 
 /* ResourceHandle.close(), at the end of the run. */
 static void close_resource(struct resource_state *st) {
+    if (st->sem) {
+        shmh_sem_close(st->sem, 1);
+        st->sem = NULL;
+    }
     if (st->segment) {
         if (shmh_segment_is_attached(st->segment)) close_lockfile(st);
         shmh_segment_free(st->segment); /* detaches (releasing a held lock); the last detach removes, as in Qt */
@@ -945,6 +1021,11 @@ static int act(const struct plan_step *step, struct outcome *o) {
     case PLAN_STEP_RECEIVE_FD: return receive_fd(st, o);
     case PLAN_STEP_REPEAT_TIMES:
     case PLAN_STEP_REPEAT_FOR: return 0;
+    case PLAN_STEP_ACQUIRE:
+    case PLAN_STEP_RELEASE:
+    case PLAN_STEP_TRY_ACQUIRE:
+    case PLAN_STEP_CHECK_VALUE:
+    case PLAN_STEP_CHECK_AT_MOST: return semaphore_step(st, step, o);
     }
     return 0;
 }

@@ -177,7 +177,7 @@ public struct Requirements: Sendable {
             if resource.kind == .file, let dir = resource.directory, let reason = FileLocation.unavailableReason(dir) {
                 return "resource '\(resource.id)': \(reason)"
             }
-            if resource.kind == .segment {
+            if resource.kind == .segment || resource.kind == .semaphore {
                 let backend: Requirement = resource.backend == .posix ? .posix : .sysv
                 if met[backend] != true { return reasons[backend] }
             }

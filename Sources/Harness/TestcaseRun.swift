@@ -262,10 +262,18 @@ final class TestcaseRun {
                 path = FileLocation.directory(for: spec.directory ?? "tmpfs").map { "\($0)/shm-harness-\(spec.id)-\(token)" }
             case .memfd:
                 path = "\(planDirectory)/\(spec.id)"
+            case .semaphore:
+                // QSystemSemaphore's own derivation (qipc_systemsem_ key files, /sem. names), unique per run.
+                if let legacy = spec.key {
+                    let type: NativeIPCKey.KeyType = spec.backend == .posix ? .posixRealtime : .systemV
+                    key = NativeIPCKey.legacy("\(legacy)-\(token)", type: type, kind: .systemSemaphore).toString()
+                }
             }
-            return Plan.Resource(
+            var resource = Plan.Resource(
                 id: spec.id, kind: spec.kind, key: key, size: spec.size, lock: spec.lock, lockOffset: spec.lockOffset,
                 path: path, fd: nil, isPrivate: spec.isPrivate)
+            if spec.kind == .semaphore { resource.initial = spec.initial }
+            return resource
         }
     }
 
@@ -354,6 +362,7 @@ final class TestcaseRun {
             var step = step
             switch step.action {
             case .lock(let resource, nil): step.action = .lock(resource: resource, timeout: timeout)
+            case .acquire(let resource, let n, nil): step.action = .acquire(resource: resource, n: n, timeout: timeout)
             case .repeatTimes(let n, let body): step.action = .repeatTimes(n, withLockTimeouts(body, default: timeout))
             case .repeatFor(let d, let body): step.action = .repeatFor(d, withLockTimeouts(body, default: timeout))
             default: break

@@ -194,6 +194,8 @@ extension Interpreter {
             action = .sendFD(resource: res, to: group)
         case .receiveFD: action = resourceOnly("receive-fd").map { .receiveFD(resource: $0) }
         case .sync: action = resourceOnly("sync").map { .sync(resource: $0) }
+        case .acquire, .release, .tryAcquire, .checkValue, .checkAtMost:
+            action = semaphoreStep(kind, value, node: node, resources: resources)
         case .repeat:
             guard let body = nested else {
                 reader.fail(node, "repeat needs steps:")
@@ -225,6 +227,7 @@ extension Interpreter {
     /// Steps that only make sense for some kinds of resource.
     mutating func checkApplies(_ action: Step.Action, resources: [String: ResourceSpec], node: Node) {
         guard let id = action.resource, let resource = resources[id] else { return }
+        if !checkSemaphoreApplies(action, resource: resource, node: node) { return }
         switch action {
         case .truncate where resource.kind == .segment:
             reader.fail(node, "truncate changes a file's size; '\(id)' is a segment")

@@ -5,7 +5,7 @@ import Yams
 struct Interpreter {
     var reader: NodeReader
 
-    static let resourceKeys = ["kind", "backend", "key", "size", "lock", "lock-offset", "dir", "private", "seals", "share"]
+    static let resourceKeys = ["kind", "backend", "key", "size", "lock", "lock-offset", "dir", "private", "seals", "share", "initial"]
     static let workerKeys = ["name", "count", "impl", "command", "user", "steps", "expect", "divergence"]
     static let maxWorkers = 4096
 
@@ -42,6 +42,7 @@ struct Interpreter {
             }
             environmentNames[resource.environmentName] = resource.id
         }
+        checkSemaphoreKeys(resources)
         let ids = Set(resources.map(\.id))
         let kinds = Dictionary(resources.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
 
@@ -96,24 +97,29 @@ struct Interpreter {
         guard let entries = reader.mapping(node, "resource '\(id)'", allowed: Self.resourceKeys) else { return nil }
         func value(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
         guard let kindNode = value("kind") else {
-            reader.fail(node, "resource '\(id)' needs kind: (segment, file or memfd)")
+            reader.fail(node, "resource '\(id)' needs kind: (segment, file, memfd or semaphore)")
             return nil
         }
         guard let kind = reader.choice(kindNode, "resource kind", as: ResourceKind.self) else { return nil }
         var spec = ResourceSpec(
-            id: id, kind: kind, backend: nil, key: nil, size: nil, lock: kind == .segment ? .semaphore : .futex,
+            id: id, kind: kind, backend: nil, key: nil, size: nil, lock: [.segment, .semaphore].contains(kind) ? .semaphore : .futex,
             lockOffset: 0, directory: nil, isPrivate: false, seals: [], location: reader.location(keyNode))
         func only(_ key: String, for allowed: ResourceKind...) {
             if let node = value(key), !allowed.contains(kind) {
                 reader.fail(node, "'\(key)' does not apply to a \(kind.rawValue) resource")
             }
         }
-        only("backend", for: .segment)
-        only("key", for: .segment)
+        only("backend", for: .segment, .semaphore)
+        only("key", for: .segment, .semaphore)
+        only("initial", for: .semaphore)
         only("dir", for: .file)
         only("private", for: .file)
         only("seals", for: .memfd)
         only("share", for: .memfd)
+        if kind == .semaphore {
+            semaphoreSpec(&spec, entries: entries, node: node)
+            return spec
+        }
         if kind == .segment {
             if let node = value("backend") { spec.backend = reader.choice(node, "backend", as: SegmentBackend.self) } else {
                 spec.backend = .systemv
@@ -231,8 +237,9 @@ struct Interpreter {
             if case .repeatTimes(_, let body) = step.action { checkQt(body, resources: resources) }
             if case .repeatFor(_, let body) = step.action { checkQt(body, resources: resources) }
             guard let id = step.action.resource, let resource = resources[id] else { continue }
+            if resource.kind == .semaphore { continue }
             if resource.kind != .segment {
-                reader.fail(at: step.location, "impl: qt cannot use '\(id)': Qt has no \(resource.kind.rawValue) resources (QSharedMemory segments only)")
+                reader.fail(at: step.location, "impl: qt cannot use '\(id)': Qt has no \(resource.kind.rawValue) resources (QSharedMemory segments and QSystemSemaphore only)")
             } else if resource.lock != .semaphore {
                 reader.fail(at: step.location, "impl: qt cannot use '\(id)' with lock: \(resource.lock.rawValue): Qt's only lock is the segment's system semaphore (lock: semaphore)")
             }
@@ -242,7 +249,7 @@ struct Interpreter {
     /// The steps the Qt worker implements; any other (a step added later) is refused for `impl: qt`.
     static let qtSteps: Set<StepKind> = [
         .create, .attach, .detach, .lock, .unlock, .add, .load, .storeLoaded, .compare, .store, .check, .fill, .checkFill,
-        .barrier, .sleep, .repeat, .crash,
+        .barrier, .sleep, .repeat, .crash, .acquire, .release, .checkAtMost,
     ]
 
     /// Steps Qt has no operation for, and why.
@@ -256,6 +263,8 @@ struct Interpreter {
         .receiveFD: "Qt has no descriptor passing (and no memfd resources)",
         .sync: "QSharedMemory has no msync (and no file resources)",
         .checkFile: "Qt has no file resources",
+        .tryAcquire: "QSystemSemaphore has no try-acquire (acquire() always waits)",
+        .checkValue: "QSystemSemaphore cannot read its count (it has acquire and release only)",
     ]
 
     /// `store-loaded` writes what an earlier `load` of the same worker read: a worker's steps must load first.

@@ -7,6 +7,7 @@ import SharedMemoryKit
 ///     file scenarios/lock/counter.yaml
 ///     worker hammer 3 16
 ///     resource seg kind=segment key=systemv%3A%2Ftmp%2Fqipc_... size=4096 lock=semaphore lock-offset=0
+///     resource sem kind=semaphore key=systemv%3A%2Ftmp%2Fqipc_systemsem_... lock=semaphore lock-offset=0 initial=3
 ///     step 22 attach res=seg mode=rw
 ///     repeat 24 times=20000 body=3
 ///     step 26 lock res=seg timeout-ns=2000000000
@@ -32,6 +33,8 @@ public struct Plan: Sendable {
         /// memfd: the inherited descriptor.
         public var fd: Int32?
         public var isPrivate: Bool
+        /// Semaphores: the count a create (or an open that makes it) starts with.
+        public var initial: Int?
 
         public init(id: String, kind: ResourceKind, key: String?, size: Int?, lock: LockKind, lockOffset: Int, path: String?, fd: Int32?, isPrivate: Bool) {
             self.id = id
@@ -79,6 +82,7 @@ public struct Plan: Sendable {
             if let path = r.path { fields.append("path=" + Self.encode(path)) }
             if let fd = r.fd { fields.append("fd=\(fd)") }
             if r.isPrivate { fields.append("private=1") }
+            if let initial = r.initial { fields.append("initial=\(initial)") }
             lines.append("resource \(Self.encode(r.id)) " + fields.joined(separator: " "))
         }
         for c in channels { lines.append("channel \(Self.encode(c.group)) \(c.index) fd=\(c.fd)") }
@@ -160,6 +164,21 @@ public struct Plan: Sendable {
                 case .u64(let v): add("u64", "\(v)")
                 case .bytes(let b): add("hex", b.map { String(format2: $0) }.joined())
                 }
+            case .acquire(let r, let n, let timeout):
+                add("res", r)
+                add("n", "\(n)")
+                if let timeout { add("timeout-ns", "\(timeout.nanoseconds)") }
+            case .release(let r, let n):
+                add("res", r)
+                add("n", "\(n)")
+            case .tryAcquire(let r): add("res", r)
+            case .checkValue(let r, let value):
+                add("res", r)
+                add("value", "\(value)")
+            case .checkAtMost(let r, let offset, let max):
+                add("res", r)
+                add("offset", "\(offset)")
+                add("max", "\(max)")
             }
             if let e = step.expectError { add("expect-error", e) }
             if let list = step.outcomes { add("expect-error", list.joined(separator: ",")) }
@@ -221,10 +240,12 @@ public struct Plan: Sendable {
                 case "1": isPrivate = true
                 case let other?: throw ParseError(line: position, message: "private=\(other): want 0 or 1")
                 }
-                plan.resources.append(Resource(
+                var resource = Resource(
                     id: id, kind: kind, key: f["key"], size: try number("size", 0...Int.max), lock: lock,
                     lockOffset: try number("lock-offset", 0...Int.max) ?? 0, path: f["path"],
-                    fd: try number("fd", 0...Int(Int32.max)).map { Int32($0) }, isPrivate: isPrivate))
+                    fd: try number("fd", 0...Int(Int32.max)).map { Int32($0) }, isPrivate: isPrivate)
+                resource.initial = try number("initial", 0...Int(Int32.max))
+                plan.resources.append(resource)
             case "channel": plan.channels.append(try Channel.parse(words, line: position))
             case "step", "repeat": stepLines.append((position, line))
             case "end":
@@ -237,7 +258,7 @@ public struct Plan: Sendable {
         throw ParseError(line: position, message: "missing end")
     }
 
-    static let resourceFields: Set<String> = ["kind", "key", "size", "lock", "lock-offset", "path", "fd", "private"]
+    static let resourceFields: Set<String> = ["kind", "key", "size", "lock", "lock-offset", "path", "fd", "private", "initial"]
 
     /// The fields each step kind takes (besides `expect-error`, which every step may carry).
     public static func stepFields(_ kind: StepKind) -> Set<String> {
@@ -260,6 +281,11 @@ public struct Plan: Sendable {
         case .load: ["res", "offset"]
         case .storeLoaded: ["res", "offset", "plus"]
         case .compare: ["res", "offset", "with"]
+        case .acquire: ["res", "n", "timeout-ns"]
+        case .release: ["res", "n"]
+        case .tryAcquire: ["res"]
+        case .checkValue: ["res", "value"]
+        case .checkAtMost: ["res", "offset", "max"]
         }
     }
 
@@ -409,6 +435,22 @@ public struct Plan: Sendable {
             case .receiveFD: action = .receiveFD(resource: try res())
             case .sync: action = .sync(resource: try res())
             case .repeat: throw ParseError(line: number, message: "repeat is its own line kind")
+            case .acquire:
+                var timeout: Duration?
+                if let text = f["timeout-ns"] {
+                    guard let ns = Int64(text), ns > 0 else { throw ParseError(line: number, message: "timeout-ns=\(text) is not a positive number") }
+                    timeout = .nanoseconds(ns)
+                }
+                action = .acquire(resource: try res(), n: try int("n", 1, 1...Int(Int16.max)), timeout: timeout)
+            case .release: action = .release(resource: try res(), n: try int("n", 1, 0...Int(Int16.max)))
+            case .tryAcquire: action = .tryAcquire(resource: try res())
+            case .checkValue:
+                _ = try required("value")
+                action = .checkValue(resource: try res(), value: try int("value", 0, 0...Int(Int32.max)))
+            case .checkAtMost:
+                let text = try required("max")
+                guard let max = UInt64(text) else { throw ParseError(line: number, message: "max=\(text) is not an unsigned 64-bit integer") }
+                action = .checkAtMost(resource: try res(), offset: try int("offset", 0, 0...Int.max), max: max)
             }
             var step = Step(action: action, expectError: f["expect-error"], location: location)
             if let text = step.expectError, text.contains(",") {

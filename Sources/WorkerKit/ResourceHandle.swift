@@ -35,6 +35,7 @@ package class ResourceHandle {
         case .segment: SegmentHandle(spec)
         case .file: MappedFileHandle(spec)
         case .memfd: MemFDHandle(spec)
+        case .semaphore: SemaphoreHandle(spec)
         }
     }
 

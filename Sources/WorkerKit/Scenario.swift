@@ -48,7 +48,8 @@ public enum Requirement: String, Sendable, CaseIterable {
 }
 
 public enum ResourceKind: String, Sendable, CaseIterable {
-    case segment, file, memfd
+    /// `semaphore`: a keyed system semaphore (QSystemSemaphore), no memory.
+    case segment, file, memfd, semaphore
 }
 
 public enum SegmentBackend: String, Sendable, CaseIterable {
@@ -81,6 +82,8 @@ public struct ResourceSpec: Sendable {
     /// memfd: how workers get it: by inheritance (the runner makes it), or passed between workers over the
     /// runner's sockets (a worker makes it and sends it with `send-fd`).
     public var share: MemFDShare = .inherit
+    /// Semaphores: the count a create (or an open that makes it) starts with.
+    public var initial: Int = 0
 
     /// The environment name part: upper-cased, `-` as `_`.
     public var environmentName: String {
@@ -213,6 +216,17 @@ public struct Step: Sendable {
         /// Opens the file afresh and compares the bytes `read(2)` (pread) gets at `offset`: what is in the file,
         /// not what a mapping shows.
         case checkFile(resource: String, offset: Int, value: StoredValue)
+        /// Semaphores: take `n` units, one at a time (Qt's acquire()), each waiting at most `timeout` (nil: the
+        /// scenario's timeout, filled in by the runner) before lock-error.
+        case acquire(resource: String, n: Int, timeout: Duration?)
+        /// Semaphores: give back `n` units at once (Qt's release(n)).
+        case release(resource: String, n: Int)
+        /// Semaphores: take one unit if the count is above 0, else fail with busy.
+        case tryAcquire(resource: String)
+        /// Semaphores: the count must be `value`.
+        case checkValue(resource: String, value: Int)
+        /// The u64 at `offset` must be at most `max` (a gauge that counts who is inside).
+        case checkAtMost(resource: String, offset: Int, max: UInt64)
 
         /// The step's name in scenario files.
         public var kind: StepKind {
@@ -243,6 +257,11 @@ public struct Step: Sendable {
             case .receiveFD: .receiveFD
             case .sync: .sync
             case .checkFile: .checkFile
+            case .acquire: .acquire
+            case .release: .release
+            case .tryAcquire: .tryAcquire
+            case .checkValue: .checkValue
+            case .checkAtMost: .checkAtMost
             }
         }
 
@@ -252,7 +271,8 @@ public struct Step: Sendable {
             case .create(let r, _), .attach(let r, _), .attachPrivate(let r), .detach(let r), .lock(let r, _), .unlock(let r), .tryLock(let r),
                 .add(let r, _, _), .atomicAdd(let r, _, _), .store(let r, _, _), .check(let r, _, _), .fill(let r, _),
                 .checkFill(let r, _), .truncate(let r, _), .seal(let r, _), .touchAll(let r), .load(let r, _),
-                .storeLoaded(let r, _, _), .compare(let r, _, _), .sendFD(let r, _), .receiveFD(let r), .sync(let r), .checkFile(let r, _, _):
+                .storeLoaded(let r, _, _), .compare(let r, _, _), .sendFD(let r, _), .receiveFD(let r), .sync(let r), .checkFile(let r, _, _),
+                .acquire(let r, _, _), .release(let r, _), .tryAcquire(let r), .checkValue(let r, _), .checkAtMost(let r, _, _):
                 r
             case .barrier, .sleep, .repeatTimes, .repeatFor, .crash: nil
             }
@@ -267,6 +287,7 @@ public enum StepKind: String, Sendable, CaseIterable {
     case load, storeLoaded = "store-loaded", compare
     case sendFD = "send-fd", receiveFD = "receive-fd"
     case sync, checkFile = "check-file"
+    case acquire, release, tryAcquire = "try-acquire", checkValue = "check-value", checkAtMost = "check-at-most"
 }
 
 /// Signal names and numbers (Linux).

@@ -267,6 +267,8 @@ public final class StepExecutor {
             }
         case .repeatTimes, .repeatFor:
             break
+        case .acquire, .release, .tryAcquire, .checkValue, .checkAtMost:
+            _ = try semaphoreStep(action) { (id: String) throws(Outcome) in try resource(id) }
         }
     }
 

@@ -98,6 +98,15 @@ import Glibc
         Control(
             fixture: "check-file-private-store",
             message: [step("check-file-private-store", worker: "private-writer/0", line: 19, step: "check-file", "check-mismatch: in the file of data at offset 256 (read(2)): want u64 99, got u64 0")]),
+        // semaphores: a count of 4 lets a fourth in (check-at-most sees it); a missing release (check-value sees it)
+        Control(
+            fixture: "semaphore-count-exceeded",
+            message: [
+                literal("worker inside/") + "[0-3]" + literal(", step at \(file("semaphore-count-exceeded")):23 (check-at-most): check-mismatch: at offset 0 of gauge: u64 4 is more than 3")
+            ]),
+        Control(
+            fixture: "semaphore-release-missing",
+            message: [step("semaphore-release-missing", worker: "observer/0", line: 24, step: "check-value", "check-mismatch: semaphore sem: want count 2, got 1")]),
     ]
 
     @Test(arguments: controls)

@@ -136,6 +136,8 @@ final class POSIXSemaphore: SemaphoreBackend {
 
     func dropUsageRecord() { file.releaseUsageRecords() }
 
+    func releaseUsageForClose() { if handle != nil { file.releaseUsageRecords() } }
+
     func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool) {
         guard let handle else { return }
         sem_close(handle)

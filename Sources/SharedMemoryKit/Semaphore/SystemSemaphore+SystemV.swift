@@ -138,5 +138,7 @@ final class SystemVSemaphore: SemaphoreBackend {
         semid = -1
     }
 
+    func releaseUsageForClose() { if semid >= 0 { keyFile.releaseUsageRecords() } }
+
     deinit { close(removeIfUnused: false) { false } }
 }

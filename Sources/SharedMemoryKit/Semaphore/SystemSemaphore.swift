@@ -139,6 +139,10 @@ public final class SystemSemaphore {
     /// Closes the handle. The semaphore itself is removed only if this library created it and no other process
     /// using this library still has it open (`removeIfUnused: false` keeps it in any case).
     public func close(removeIfUnused: Bool = true) {
+        // This process's usage record goes first: two last users closing at the same moment would otherwise
+        // each see the other's record, and neither would remove the semaphore. Without a record, only one of
+        // them can claim it (the claims exclude each other), and a later closer sees no earlier one.
+        if removeIfUnused { backend?.releaseUsageForClose() }
         close(removeIfUnused: removeIfUnused) { true }
     }
 
@@ -191,6 +195,8 @@ protocol SemaphoreBackend: AnyObject {
     func close(removeIfUnused: Bool, _ stillRemovable: () -> Bool)
     func noOtherProcessCanHold() -> Bool
     func dropUsageRecord()
+    /// Drops this process's usage record right before a standalone close that may remove the semaphore.
+    func releaseUsageForClose()
 }
 
 extension SemaphoreBackend {
