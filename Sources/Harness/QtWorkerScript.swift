@@ -143,6 +143,8 @@ STEP_FIELDS = {
     "check-value": {"res", "value"},
     "check-at-most": {"res", "offset", "max"},
 }
+ERROR_NAMES = {"permission-denied", "invalid-size", "key-error", "already-exists", "not-found", "lock-error",
+               "out-of-resources", "busy", "sealed", "bus-error", "owner-died", "unknown"}
 RESOURCE_FIELDS = {"kind", "key", "size", "lock", "lock-offset", "path", "fd", "private", "initial"}
 
 
@@ -256,6 +258,10 @@ def parse_steps(items, cursor, count, resources):
             if "" in names or len(set(names)) != len(names):
                 raise BrokenPlan(number, "expect-error=%s: a list is distinct names separated by single commas"
                                  % step.expect)
+            unknown = [name for name in names if name != "none" and name not in ERROR_NAMES]
+            if unknown:
+                raise BrokenPlan(number, "expect-error=%s: %r is neither none nor an error name"
+                                 % (step.expect, unknown[0]))
             step.accepts = {"ok" if name == "none" else name for name in names}
         if "count" in f and not f["count"]:
             raise BrokenPlan(number, "count= needs a name")

@@ -244,8 +244,5 @@ extension Interpreter {
     }
 
     /// The error names of the contract (the library's `SharedMemoryError.Code.name` list).
-    static let errorNames = [
-        "permission-denied", "invalid-size", "key-error", "already-exists", "not-found", "lock-error",
-        "out-of-resources", "busy", "sealed", "bus-error", "owner-died", "unknown",
-    ]
+    static var errorNames: [String] { OutcomeName.errorNames }
 }

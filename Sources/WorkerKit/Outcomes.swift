@@ -6,6 +6,12 @@ public enum OutcomeName {
     public static let ok = "ok"
     /// `none` in an `expect-error` list: the step may succeed.
     public static let success = "none"
+    /// The error names of the contract (the library's `SharedMemoryError.Code.name` list): what `expect-error`
+    /// and the outcome lists may name, in scenarios and in plans alike.
+    public static let errorNames = [
+        "permission-denied", "invalid-size", "key-error", "already-exists", "not-found", "lock-error",
+        "out-of-resources", "busy", "sealed", "bus-error", "owner-died", "unknown",
+    ]
 }
 
 /// `expect: outcomes: NAME: { OUTCOME: N | {min: N, max: M} }`.

@@ -459,6 +459,9 @@ public struct Plan: Sendable {
                 guard !names.contains(""), Set(names).count == names.count else {
                     throw ParseError(line: number, message: "expect-error=\(text): a list is distinct names separated by single commas")
                 }
+                if let bad = names.first(where: { $0 != OutcomeName.success && !OutcomeName.errorNames.contains($0) }) {
+                    throw ParseError(line: number, message: "expect-error=\(text): '\(bad)' is neither none nor an error name")
+                }
                 step.expectError = nil
                 step.outcomes = names
             }

@@ -42,7 +42,7 @@ import Testing
 
     @Test(arguments: [
         "step 1 sleep expect-error=none,,busy", "step 1 sleep expect-error=busy,", "step 1 sleep expect-error=busy,busy",
-        "step 1 sleep count=", "repeat 1 times=1 body=0 count=c",
+        "step 1 sleep count=", "repeat 1 times=1 body=0 count=c", "step 1 sleep expect-error=none,nope",
     ])
     func brokenListsAreRefused(_ line: String) {
         #expect(throws: Plan.ParseError.self) { try Plan.parse("shm-harness-plan 1\n\(line)\nend\n") }
