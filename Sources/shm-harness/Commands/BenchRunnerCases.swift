@@ -12,7 +12,7 @@ import Glibc
 
 extension BenchCase {
     static func runnerCases(quick: Bool) -> [BenchCase] {
-        var cases = [workerStartup(), runnerStartup()]
+        var cases = [workerStartup(), runnerStartup(), runnerStartup(cpu: true)]
         for count in quick ? [] : [64, 256] {
             for impl in ["swift", "c", "exec"] { cases.append(runnerPerWorker(impl: impl, workers: count)) }
         }
@@ -23,13 +23,17 @@ extension BenchCase {
     }
 
     /// `shm-harness run` of a 1-worker scenario, isolated and not, against posix_spawn of /bin/true.
-    static func runnerStartup() -> BenchCase {
-        BenchCase(name: "runner-startup", summary: "shm-harness run of a 1-worker scenario (impl: c) vs posix_spawn of /bin/true", unit: "run", crossProcess: true) {
+    /// With `cpu`: the CPU time of the run and everything it started (user + system).
+    static func runnerStartup(cpu: Bool = false) -> BenchCase {
+        BenchCase(
+            name: cpu ? "runner-cpu-startup" : "runner-startup",
+            summary: "shm-harness run of a 1-worker scenario (impl: c) vs posix_spawn of /bin/true\(cpu ? ", CPU time" : "")", unit: "run", crossProcess: true
+        ) {
             let work = try BenchWork()
             let scenario = try work.scenario("one", workers: 1, impl: "c")
-            let plain = BenchVariant(label: "run --no-isolate", role: .library, measure: { _ in try work.run(scenario, isolate: false) }, fixedOperations: 1)
-            let isolated = BenchVariant(label: "run --isolate", role: .library, measure: { _ in try work.run(scenario, isolate: true) }, fixedOperations: 1)
-            let floor = BenchVariant(label: "posix_spawn /bin/true", role: .floor, measure: { _ in try BenchSpawn.many("/bin/true", [], count: 1) }, fixedOperations: 1)
+            let plain = BenchVariant(label: "run --no-isolate", role: .library, measure: { _ in try work.run(scenario, isolate: false, cpu: cpu) }, fixedOperations: 1)
+            let isolated = BenchVariant(label: "run --isolate", role: .library, measure: { _ in try work.run(scenario, isolate: true, cpu: cpu) }, fixedOperations: 1)
+            let floor = BenchVariant(label: "posix_spawn /bin/true", role: .floor, measure: { _ in try BenchSpawn.many("/bin/true", [], count: 1, cpu: cpu) }, fixedOperations: 1)
             var unavailable: [(String, BenchVariant.Role, String)] = []
             var variants = [plain, floor]
             if geteuid() == 0 { variants.insert(isolated, at: 1) } else { unavailable.append(("run --isolate", .library, "namespaces need root")) }
