@@ -12,23 +12,28 @@ import Glibc
 
 extension BenchCase {
     static func runnerCases(quick: Bool) -> [BenchCase] {
-        var cases = [workerStartup(), runnerStartup()]
-        for count in quick ? [64] : [64, 256] {
+        var cases = [workerStartup(), runnerStartup(), runnerStartup(cpu: true)]
+        for count in quick ? [] : [64, 256] {
             for impl in ["swift", "c", "exec"] { cases.append(runnerPerWorker(impl: impl, workers: count)) }
         }
+        for impl in ["swift", "c", "exec"] { cases.append(runnerPerWorker(impl: impl, workers: 64, cpu: true)) }
         for count in quick ? [64] : [64, 256, 1024] { cases.append(attachStorm(workers: count)) }
         cases.append(stepInterpreter(quick: quick))
         return cases
     }
 
     /// `shm-harness run` of a 1-worker scenario, isolated and not, against posix_spawn of /bin/true.
-    static func runnerStartup() -> BenchCase {
-        BenchCase(name: "runner-startup", summary: "shm-harness run of a 1-worker scenario (impl: c) vs posix_spawn of /bin/true", unit: "run", crossProcess: true) {
+    /// With `cpu`: the CPU time of the run and everything it started (user + system).
+    static func runnerStartup(cpu: Bool = false) -> BenchCase {
+        BenchCase(
+            name: cpu ? "runner-cpu-startup" : "runner-startup",
+            summary: "shm-harness run of a 1-worker scenario (impl: c) vs posix_spawn of /bin/true\(cpu ? ", CPU time" : "")", unit: "run", crossProcess: true
+        ) {
             let work = try BenchWork()
             let scenario = try work.scenario("one", workers: 1, impl: "c")
-            let plain = BenchVariant(label: "run --no-isolate", role: .library, measure: { _ in try work.run(scenario, isolate: false) }, fixedOperations: 1)
-            let isolated = BenchVariant(label: "run --isolate", role: .library, measure: { _ in try work.run(scenario, isolate: true) }, fixedOperations: 1)
-            let floor = BenchVariant(label: "posix_spawn /bin/true", role: .floor, measure: { _ in try BenchSpawn.many("/bin/true", [], count: 1) }, fixedOperations: 1)
+            let plain = BenchVariant(label: "run --no-isolate", role: .library, measure: { _ in try work.run(scenario, isolate: false, cpu: cpu) }, fixedOperations: 1)
+            let isolated = BenchVariant(label: "run --isolate", role: .library, measure: { _ in try work.run(scenario, isolate: true, cpu: cpu) }, fixedOperations: 1)
+            let floor = BenchVariant(label: "posix_spawn /bin/true", role: .floor, measure: { _ in try BenchSpawn.many("/bin/true", [], count: 1, cpu: cpu) }, fixedOperations: 1)
             var unavailable: [(String, BenchVariant.Role, String)] = []
             var variants = [plain, floor]
             if geteuid() == 0 { variants.insert(isolated, at: 1) } else { unavailable.append(("run --isolate", .library, "namespaces need root")) }
@@ -54,20 +59,21 @@ extension BenchCase {
     }
 
     /// (run of N workers − run of 1 worker) / (N − 1), against N posix_spawns of /bin/true / N.
-    static func runnerPerWorker(impl: String, workers: Int) -> BenchCase {
+    /// With `cpu`: the same in CPU time (the runner, its workers and /bin/true, user + system).
+    static func runnerPerWorker(impl: String, workers: Int, cpu: Bool = false) -> BenchCase {
         BenchCase(
-            name: "runner-per-worker-\(impl)-\(workers)",
-            summary: "the runner's extra cost per impl: \(impl) worker at \(workers) workers vs posix_spawn of /bin/true, \(workers) at once",
+            name: "runner-\(cpu ? "cpu-" : "")per-worker-\(impl)-\(workers)",
+            summary: "the runner's extra \(cpu ? "CPU time" : "cost") per impl: \(impl) worker at \(workers) workers vs posix_spawn of /bin/true, \(workers) at once",
             unit: "worker", crossProcess: true
         ) {
             let work = try BenchWork()
             let many = try work.scenario("many", workers: workers, impl: impl)
             let one = try work.scenario("one", workers: 1, impl: impl)
             let runner = BenchVariant(label: "run (N − 1 workers)", role: .library, measure: { _ in
-                let all = try work.run(many, isolate: false)
-                return all - (try work.run(one, isolate: false))
+                let all = try work.run(many, isolate: false, cpu: cpu)
+                return all - (try work.run(one, isolate: false, cpu: cpu))
             }, fixedOperations: workers - 1)
-            let floor = BenchVariant(label: "posix_spawn /bin/true ×N", role: .floor, measure: { _ in try BenchSpawn.many("/bin/true", [], count: workers) }, fixedOperations: workers)
+            let floor = BenchVariant(label: "posix_spawn /bin/true ×N", role: .floor, measure: { _ in try BenchSpawn.many("/bin/true", [], count: workers, cpu: cpu) }, fixedOperations: workers)
             return ([runner, floor], [], ["--no-isolate; each worker: one `sleep: 0ms` step (exec: /bin/true); a sample is the N-worker run minus the 1-worker run"], { work.remove() })
         }
     }
@@ -116,11 +122,7 @@ extension BenchCase {
                     """)
             }
             let single = try plan(iterations)
-            let double = try plan(2 * iterations)
-            func worker(_ binary: String) throws -> Int64 {
-                let long = try BenchSpawn.elapsedOfPlan(BenchWork.beside(binary), double)
-                return long - (try BenchSpawn.elapsedOfPlan(BenchWork.beside(binary), single))
-            }
+            func worker(_ binary: String) throws -> Int64 { try BenchSpawn.elapsedOfPlan(BenchWork.beside(binary), single) }
             let page = sharedPage()
             let word = page.baseAddress!.assumingMemoryBound(to: UInt32.self)
             let counter = (page.baseAddress! + 8).assumingMemoryBound(to: UInt64.self)
@@ -129,7 +131,7 @@ extension BenchCase {
                 BenchVariant(label: "c worker", role: .libshmh, measure: { _ in try worker("shmh-worker") }, fixedOperations: iterations),
                 BenchVariant(label: "plain C loop", role: .floor, measure: { n in cbench_futex_add_loop(word, counter, n) }),
             ]
-            return (variants, [], ["workers: elapsedNs of a \(2 * iterations)-iteration plan minus that of a \(iterations)-iteration one, as each worker reports it (lock latencies are recorded, as always)"], {
+            return (variants, [], ["workers: the elapsedNs each worker reports for a plan of create, \(iterations) iterations, check, detach (the three steps around the loop: under 0.3 ns per iteration); lock latencies are recorded, as always"], {
                 munmap(page.baseAddress, page.count)
                 work.remove()
             })
@@ -196,9 +198,9 @@ final class BenchWork {
     }
 
     /// `shm-harness run` of one scenario; the elapsed ns. Fails unless it passed.
-    func run(_ scenario: String, isolate: Bool) throws -> Int64 {
+    func run(_ scenario: String, isolate: Bool, cpu: Bool = false) throws -> Int64 {
         let arguments = ["run", isolate ? "--isolate" : "--no-isolate", "--no-strict", "--leak-check", "own", "--junit", directory + "/report.xml", scenario]
-        return try BenchSpawn.many(Self.beside("shm-harness"), arguments, count: 1)
+        return try BenchSpawn.many(Self.beside("shm-harness"), arguments, count: 1, cpu: cpu)
     }
 
     func remove() {
@@ -221,7 +223,10 @@ final class BenchWork {
 enum BenchSpawn {
     /// Starts `count` processes of `path ARGS` at once (stdin, stdout, stderr on /dev/null), waits for all;
     /// the elapsed ns. Fails if one does not exit 0.
-    static func many(_ path: String, _ arguments: [String], count: Int) throws -> Int64 {
+    /// - Parameter cpu: return the CPU time (user + system) the processes and everything they waited for used,
+    ///   from getrusage(RUSAGE_CHILDREN), instead of the elapsed time: on a shared machine the load inflates
+    ///   elapsed times, much less CPU times.
+    static func many(_ path: String, _ arguments: [String], count: Int, cpu: Bool = false) throws -> Int64 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -230,6 +235,7 @@ enum BenchSpawn {
         defer { argv.forEach { free($0) } }
         var pids: [pid_t] = []
         pids.reserveCapacity(count)
+        let cpuBefore = childrenCPU()
         let start = benchNow()
         for _ in 0..<count {
             var pid: pid_t = 0
@@ -247,9 +253,17 @@ enum BenchSpawn {
             while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
             if status != 0 { failed += 1 }
         }
-        let elapsed = benchNow() - start
+        let elapsed = cpu ? childrenCPU() - cpuBefore : benchNow() - start
         if failed > 0 { throw CommandFailure(message: "\(failed) of \(count) × \(([path] + arguments).joined(separator: " ")) failed") }
         return elapsed
+    }
+
+    /// User + system CPU ns of this process's reaped children (and theirs).
+    static func childrenCPU() -> Int64 {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &usage)
+        return (Int64(usage.ru_utime.tv_sec) + Int64(usage.ru_stime.tv_sec)) * 1_000_000_000
+            + (Int64(usage.ru_utime.tv_usec) + Int64(usage.ru_stime.tv_usec)) * 1_000
     }
 
     /// Runs a worker on a plan; the `elapsedNs` of its result line (it must pass).
