@@ -97,7 +97,10 @@ int shmh_objfile_open_existing(struct shmh_objfile *f, const char *path, bool al
 
 int shmh_objfile_open_key(struct shmh_objfile *f, const char *path, bool create, bool allow_foreign,
                           const struct shmh_site *site) {
-    if (create) {
+    if (!create) return shmh_objfile_open_existing(f, path, allow_foreign, site);
+    /* Create mode: make it, or use the one that exists. The last user of another object may unlink an existing
+     * key file between our O_EXCL create (EEXIST) and our open (ENOENT): then make it again. */
+    for (int attempt = 1;; attempt++) {
         struct shmh_failure saved;
         shmh_fail_save(&saved);
         if (shmh_objfile_create_exclusive(f, path, 0640, site) == 0) {
@@ -112,8 +115,10 @@ int shmh_objfile_open_key(struct shmh_objfile *f, const char *path, bool create,
         }
         if (errno != EEXIST) return -1;
         shmh_fail_restore(&saved); /* Qt's createUnixKeyFile: an existing file is used (checked below) */
+        if (shmh_objfile_open_existing(f, path, allow_foreign, site) == 0) return 0;
+        if (errno != ENOENT || attempt >= 100) return -1;
+        shmh_fail_restore(&saved);
     }
-    return shmh_objfile_open_existing(f, path, allow_foreign, site);
 }
 
 void shmh_objfile_close(struct shmh_objfile *f) {

@@ -68,7 +68,10 @@ int shmh_posix_segment_attach(struct shmh_backend *b, enum shmh_access access, c
     }
     size_t length = (size_t)b->file.st.st_size;
     if (length == 0) {
-        shmh_fail_refuse(site, SHMH_INVALID_SIZE, EINVAL, "%s has size 0", b->key->native);
+        /* Its creator has made the name but not sized it yet (or died in between): an attacher under the lock of
+         * a segment that has just gone can get here while a new one is being made. Nothing to attach to yet. */
+        shmh_fail_refuse(site, SHMH_NOT_FOUND, ENOENT, "%s has size 0: it is being created (or its creator died before sizing it)",
+                         b->key->native);
         goto fail;
     }
     int prot = access == SHMH_READ_ONLY ? PROT_READ : PROT_READ | PROT_WRITE;

@@ -46,7 +46,9 @@ final class ObjectFile {
     static func openKeyFile(
         _ path: String, create: Bool, allowForeignOwner: Bool, site: CallSite
     ) throws(SharedMemoryError) -> ObjectFile {
-        if create {
+        guard create else { return try openExisting(path, allowForeignOwner: allowForeignOwner, site: site) }
+        var attempt = 1
+        while true {
             let made: ObjectFile?
             do throws(SharedMemoryError) {
                 // A bare call site: EEXIST is the common case here, and an error naming the key would render the
@@ -71,8 +73,14 @@ final class ObjectFile {
                 }
                 return made
             }
+            do throws(SharedMemoryError) {
+                return try openExisting(path, allowForeignOwner: allowForeignOwner, site: site)
+            } catch where error.underlyingError == .noSuchFileOrDirectory && attempt < 100 {
+                // The last user of another object unlinked the existing file between our O_EXCL create (EEXIST)
+                // and this open: make it again.
+                attempt += 1
+            }
         }
-        return try openExisting(path, allowForeignOwner: allowForeignOwner, site: site)
     }
 
     /// Creates `path` with `O_EXCL` and `O_NOFOLLOW` (never through a symlink, never an existing file).

@@ -82,7 +82,10 @@ final class POSIXSegment: SegmentBackend {
             guard current.isStillAtPath else { throw site.refusal(.notFound, "\(name) was removed while attaching") }
         }
         let length = Int(current.status.size)
-        guard length > 0 else { throw site.refusal(.invalidSize, "\(name) has size 0") }
+        // Size 0: its creator has made the name but not sized it yet (or died in between). Under a lock taken on
+        // the semaphore of a segment that has just gone (a last detach removes both), an attacher can get here
+        // while a new segment is being made: nothing to attach to yet, as a moment earlier.
+        guard length > 0 else { throw site.refusal(.notFound, "\(name) has size 0: it is being created (or its creator died before sizing it)") }
         let protection = access == .readOnly ? PROT_READ : PROT_READ | PROT_WRITE
         let mapped = try site.checkPointer("mmap", detail: "\(name), size \(length)") {
             () -> UnsafeMutableRawPointer? in
