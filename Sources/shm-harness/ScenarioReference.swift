@@ -98,7 +98,7 @@ workers:
 | kind | fields | meaning |
 |---|---|---|
 | `segment` | `backend` (systemv, posix), `key`, `size`, `lock` | a keyed segment with Qt's semantics; its lock is the segment's system semaphore, as in Qt |
-| `file` | `dir` (tmpfs, disk, runtime, or a path), `size`, `private`, `lock`, `lock-offset` | a file mapped shared (or private); `tmpfs` is /dev/shm, `disk` a disk-backed temp dir, `runtime` XDG_RUNTIME_DIR; named `<dir>/shm-harness-<id>-<token>` and removed when the testcase ends |
+| `file` | `dir` (tmpfs, disk, runtime, or a path), `size`, `private`, `lock`, `lock-offset` | a file mapped shared (or private); `tmpfs` is /dev/shm, `disk` a disk-backed temp dir, `runtime` XDG_RUNTIME_DIR (unset: `/run/user/UID` when it is this user's 0700 folder, else the testcase is skipped with the reason); named `<dir>/shm-harness-<id>-<token>` and removed when the testcase ends |
 | `memfd` | `size`, `seals` (shrink, grow, write, seal), `lock`, `lock-offset`, `share` (inherit, pass) | an anonymous memfd, sealed at setup, handed to workers by inheritance; with `share: pass` a worker makes it and passes it to others (see "Descriptor passing") |
 | `semaphore` | `backend` (systemv, posix), `key`, `initial` | a keyed system semaphore (QSystemSemaphore): see "Semaphores" below |
 
