@@ -282,6 +282,10 @@ int shmh_fd_send(int sock, int fd, const void *msg, size_t len);
  * descriptor; -1 with not-found (ECONNRESET) when the peer closed without sending, key-error (EBADMSG) when
  * the message carried no descriptor. Extra descriptors in one message are closed. */
 int shmh_fd_recv(int sock, void *msg, size_t cap, size_t *len);
+/* The same two without the library's error report: -1 with errno (recv: ECONNRESET at end of stream, EBADMSG
+ * for a message without a descriptor, EMSGSIZE for a cut control message). */
+int shmh_fd_send_raw(int sock, int fd, const void *msg, size_t len);
+int shmh_fd_recv_raw(int sock, void *msg, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -503,69 +503,6 @@ int shm_shim_peer_uid(int socket, uid_t *uid) {
     return 0;
 }
 
-int shm_shim_send_fd(int socket, int fd, const void *payload, size_t length) {
-    char one = 0;
-    struct iovec iov;
-    iov.iov_base = length > 0 ? (void *)payload : &one;
-    iov.iov_len = length > 0 ? length : 1;
-    union {
-        struct cmsghdr header;
-        char bytes[CMSG_SPACE(sizeof(int))];
-    } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = sizeof control.bytes;
-    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-    ssize_t sent = sendmsg(socket, &msg, MSG_NOSIGNAL);
-    return sent == -1 ? -1 : 0;
-}
-
-int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length) {
-    char one;
-    struct iovec iov;
-    iov.iov_base = capacity > 0 ? payload : &one;
-    iov.iov_len = capacity > 0 ? capacity : 1;
-    union {
-        struct cmsghdr header;
-        char bytes[CMSG_SPACE(sizeof(int) * 8)];
-    } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = sizeof control.bytes;
-    ssize_t n = recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
-    if (n == -1) return -1;
-    if (n == 0) return shm_shim_fail(ECONNRESET);
-    int received = -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (received == -1) received = fd; else close(fd);  // one descriptor per message
-        }
-    }
-    if (msg.msg_flags & MSG_CTRUNC) {
-        if (received != -1) close(received);
-        return shm_shim_fail(EMSGSIZE);
-    }
-    if (received == -1) return shm_shim_fail(EBADMSG);
-    if (length) *length = capacity > 0 ? (size_t)n : 0;
-    return received;
-}
-
 /* --- deliberately plain memory access ------------------------------------------------------------------- */
 
 uint64_t shm_shim_plain_load_u64(const void *p) {

@@ -173,11 +173,6 @@ int shm_shim_unix_connect(const char *path);
 int shm_shim_unix_accept(int listener);
 /// getsockopt(SO_PEERCRED): the connected peer's user id.
 int shm_shim_peer_uid(int socket, uid_t *uid);
-/// sendmsg with one SCM_RIGHTS descriptor and `length` bytes of payload (at least one byte).
-int shm_shim_send_fd(int socket, int fd, const void *payload, size_t length);
-/// recvmsg of one SCM_RIGHTS descriptor (MSG_CMSG_CLOEXEC) and up to `capacity` payload bytes (*length).
-/// -1 with EBADMSG when the message carried no descriptor; ECONNRESET at end of stream.
-int shm_shim_recv_fd(int socket, void *payload, size_t capacity, size_t *length);
 
 #ifdef __cplusplus
 }

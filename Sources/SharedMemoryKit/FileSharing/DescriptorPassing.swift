@@ -1,4 +1,5 @@
 import CShmShim
+import CShmh
 import SystemPackage
 
 #if canImport(Glibc)
@@ -100,7 +101,7 @@ public final class UnixSocket {
     public func send(descriptor: FileDescriptor, message: [UInt8] = []) throws(SharedMemoryError) {
         let fd = try open("send")
         _ = try site("send").check("sendmsg(SCM_RIGHTS)", detail: "fd \(descriptor.rawValue)") {
-            message.withUnsafeBytes { shm_shim_send_fd(fd.rawValue, descriptor.rawValue, $0.baseAddress, $0.count) }
+            message.withUnsafeBytes { shmh_fd_send_raw(fd.rawValue, descriptor.rawValue, $0.baseAddress, $0.count) }
         }
     }
 
@@ -115,7 +116,7 @@ public final class UnixSocket {
         var buffer = [UInt8](repeating: 0, count: max(maxMessage, 1))
         var length = 0
         let raw = try site("receive").check("recvmsg(SCM_RIGHTS)") {
-            buffer.withUnsafeMutableBytes { shm_shim_recv_fd(fd.rawValue, $0.baseAddress, $0.count, &length) }
+            buffer.withUnsafeMutableBytes { shmh_fd_recv_raw(fd.rawValue, $0.baseAddress, $0.count, &length) }
         }
         return (FileDescriptor(rawValue: raw), Array(buffer.prefix(length)))
     }
