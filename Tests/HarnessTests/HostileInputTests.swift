@@ -78,13 +78,7 @@ import Glibc
     func limitsNameThePlace(index: Int) throws {
         let (name, yaml, line, column, message) = Self.limited[index]
         let start = Date()
-        do {
-            let loaded = try ScenarioLoader.load(text: yaml, file: "limits.yaml")
-            Issue.record("\(name): loaded \(loaded.count) testcase(s)")
-        } catch {
-            let first = try #require(error.errors.first { $0.message.contains(message) }, "\(name): \(error)")
-            #expect(first.location.line == line && first.location.column == column, "\(name): \(first)")
-        }
+        try expectRefusal(name, yaml, line: line, column: column, message: message, file: "limits.yaml")
         #expect(Date().timeIntervalSince(start) < 5, "\(name) is refused in bounded time")
     }
 

@@ -73,14 +73,7 @@ import Testing
     @Test(arguments: broken.indices)
     func brokenFilesNameThePlace(index: Int) throws {
         let (name, yaml, line, column, message) = Self.broken[index]
-        do {
-            let loaded = try ScenarioLoader.load(text: yaml, file: "broken.yaml")
-            Issue.record("\(name): loaded \(loaded.count) testcase(s)")
-        } catch {
-            let first = try #require(error.errors.first { $0.message.contains(message) }, "\(name): \(error)")
-            #expect(first.location.line == line && first.location.column == column, "\(name): \(first)")
-            #expect(first.description.hasPrefix("broken.yaml:\(line):\(column): "))
-        }
+        try expectRefusal(name, yaml, line: line, column: column, message: message)
     }
 
     @Test func lockTakesATimeout() throws {

@@ -297,13 +297,7 @@ import Glibc
     func brokenChaosNamesThePlace(index: Int) throws {
         let (name, tail, line, column, message) = Self.brokenChaos[index]
         let yaml = "timeout: 10s\nresources:\n  s: {kind: segment, size: 64}\nworkers:\n  - name: g\n    steps: [sleep: 1ms]\n" + tail
-        do {
-            let loaded = try ScenarioLoader.load(text: yaml, file: "chaos.yaml")
-            Issue.record("\(name): loaded \(loaded.count) testcase(s)")
-        } catch {
-            let first = try #require(error.errors.first { $0.message.contains(message) }, "\(name): \(error)")
-            #expect(first.description.hasPrefix("chaos.yaml:\(line):\(column): "), "\(name): \(first)")
-        }
+        try expectRefusal(name, yaml, line: line, column: column, message: message, file: "chaos.yaml")
         // Negative control: the same file with a correct entry loads.
         #expect(try ScenarioLoader.load(text: yaml.replacingOccurrences(of: tail, with: "chaos:\n  - {kill: g, window: [1ms, 2ms]}\n"), file: "ok.yaml").count == 1)
     }

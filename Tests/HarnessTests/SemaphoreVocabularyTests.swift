@@ -40,14 +40,7 @@ import Testing
     @Test(arguments: refused.indices)
     func loaderRefusesAtTheirPlace(index: Int) throws {
         let (name, yaml, line, column, message) = Self.refused[index]
-        do {
-            let loaded = try ScenarioLoader.load(text: yaml, file: "sem.yaml")
-            Issue.record("\(name): loaded \(loaded.count) testcase(s)")
-        } catch {
-            let found = try #require(error.errors.first { $0.message.contains(message) }, "\(name): \(error)")
-            #expect(found.location.line == line && found.location.column == column, "\(name): \(found)")
-            #expect(found.description.hasPrefix("sem.yaml:\(line):\(column): "), "\(name)")
-        }
+        try expectRefusal(name, yaml, line: line, column: column, message: message, file: "sem.yaml")
     }
 
     @Test func qtRunsAcquireReleaseAndCheckAtMost() throws {

@@ -1,6 +1,8 @@
 import Foundation
 import Harness
 import TestSupport
+import ScenarioKit
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -152,4 +154,18 @@ func schemaProblems(_ path: String) throws -> String? {
     guard let xmllint = Paths.xmllint else { return "xmllint is not installed" }
     let run = try Run.command([xmllint, "--noout", "--schema", Paths.schema, path])
     return run.exitCode == 0 ? nil : run.stderr
+}
+
+/// The loader must refuse `yaml` (read as `file`) with an error whose message contains `message`, at
+/// `file:line:column` exactly; `name` labels the case in failures. Every table of broken scenarios uses it.
+func expectRefusal(_ name: String, _ yaml: String, line: Int, column: Int, message: String, file: String = "broken.yaml",
+                   sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+    do {
+        let loaded = try ScenarioLoader.load(text: yaml, file: file)
+        Issue.record("\(name): loaded \(loaded.count) testcase(s)", sourceLocation: sourceLocation)
+    } catch {
+        let first = try #require(error.errors.first { $0.message.contains(message) }, "\(name): \(error)", sourceLocation: sourceLocation)
+        #expect(first.location.line == line && first.location.column == column, "\(name): \(first)", sourceLocation: sourceLocation)
+        #expect(first.description.hasPrefix("\(file):\(line):\(column): "), "\(name): \(first)", sourceLocation: sourceLocation)
+    }
 }
