@@ -629,10 +629,12 @@ class Worker:
         elif kind == "lock":
             started = monotonic_ns()
             if step.value >= 0 and step.expect == "lock-error":
-                self.probe_lock(seg, step.value)
+                # Qt's lock() in a child: if it returns, the child unlocks at once (an unexpected success)
+                self.probe(seg.usable("lock"), lambda shm: None if shm.lock() else seg.fail("lock"),
+                           lambda shm: shm.unlock(), "lock", "Qt's lock()", step.value, seg.spec["key"])
                 return
             if step.value >= 0:
-                started = self.watched_lock(seg, step, step.value, started)
+                started = self.watched(step, "lock", "Qt's lock()", seg.lock, step.value, started, seg.spec["key"])
             else:
                 seg.lock()
             if len(self.latencies) < MAX_LATENCY_SAMPLES:
@@ -772,8 +774,10 @@ class Worker:
             raise StepError(name, message)
 
     def watched(self, step, what, name, call, timeout_ns, started, key):
-        """A waiting call with a deadline that is not expected to pass, watched by the watchdog (see
-        watched_lock). Returns when the call was made."""
+        """A waiting call (Qt's lock(), QSystemSemaphore's acquire()) with a deadline that is not expected to pass,
+        watched by the watchdog, which ends the worker (with this step's failure as its result) if the call
+        outlives the deadline. Returns when the call was made (the latency is Qt's call, not the watchdog's
+        bookkeeping)."""
         if self.watchdog is None:
             self.watchdog = Watchdog()
         failure = self.result(Failure(step, "lock-error", "%s: %s did not return within %s (Qt has no timed wait "
@@ -784,57 +788,6 @@ class Worker:
         called = monotonic_ns()
         try:
             call()
-        finally:
-            self.watchdog.disarm()
-        return called
-
-    def probe_lock(self, seg, timeout_ns):
-        """A lock step that expects lock-error: a child calls Qt's lock(); if it returns, the child unlocks at
-        once and the step has succeeded (unexpected); if the deadline passes first, the child (which never got
-        the lock) is killed and the step fails with lock-error, as expected, and the worker goes on."""
-        shm = seg.usable("lock")
-        sys.stdout.flush()
-        ready_r, ready_w = os.pipe()
-        child = os.fork()
-        if child == 0:
-            os.close(ready_r)
-            set_parent_death_signal(None)
-            if shm.lock():
-                shm.unlock()
-                os.write(ready_w, b"ok")
-            else:
-                error = seg.fail("lock")
-                os.write(ready_w, ("%s %s" % (error.name, error.message)).encode("utf-8", "replace")[:4000])
-            os._exit(0)
-        os.close(ready_w)
-        readable, _, _ = select.select([ready_r], [], [], timeout_ns / 1e9)
-        answer = os.read(ready_r, 4096) if readable else b""
-        os.close(ready_r)
-        if not answer:
-            os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
-        if not answer:
-            raise StepError("lock-error", "lock: Qt's lock() did not return within %s (Qt has no timed lock: the "
-                            "call was made in a child process, ended at the deadline) [%s]"
-                            % (fmt_ns(timeout_ns), seg.spec["key"]))
-        if answer != b"ok":
-            name, _, message = answer.decode("utf-8", "replace").partition(" ")
-            raise StepError(name, message)
-
-    def watched_lock(self, seg, step, timeout_ns, started):
-        """A lock step with a deadline that is not expected to pass: Qt's lock() here, watched by the watchdog,
-        which ends the worker (with this step's failure as its result) if the call outlives the deadline.
-        Returns when the call was made."""
-        if self.watchdog is None:
-            self.watchdog = Watchdog()
-        failure = self.result(Failure(step, "lock-error", "lock: Qt's lock() did not return within %s (Qt has no "
-                                      "timed lock and cannot abandon the call: the worker was ended) [%s]"
-                                      % (fmt_ns(timeout_ns), seg.spec["key"])), percentiles=False)
-        failure["startNs"] = self.start
-        self.watchdog.arm(started + timeout_ns, failure)
-        called = monotonic_ns()  # the latency is Qt's call, not the watchdog's bookkeeping
-        try:
-            seg.lock()
         finally:
             self.watchdog.disarm()
         return called
@@ -866,7 +819,7 @@ class Worker:
 
 
 def needs_watchdog(steps):
-    """Whether a plan has a timed lock that is not expected to fail (one watched_lock() makes)."""
+    """Whether a plan has a timed lock that is not expected to fail (one watched() makes)."""
     for step in steps:
         if step.kind == "repeat" and needs_watchdog(step.body):
             return True
