@@ -165,6 +165,7 @@ int shmh_sysv_segment_attach(struct shmh_backend *b, enum shmh_access access, co
 int shmh_sysv_segment_detach(struct shmh_backend *b, const struct shmh_site *site);
 bool shmh_sysv_segment_destroy_if_unused(struct shmh_backend *b);
 bool shmh_sysv_segment_attached_by_any_process(const struct shmh_key *key);
+void shmh_sysv_foreign_segment_note(const struct shmh_objfile *file, char *out, size_t size);
 
 int shmh_posix_segment_create(struct shmh_backend *b, size_t size, const struct shmh_site *site);
 int shmh_posix_segment_attach(struct shmh_backend *b, enum shmh_access access, const struct shmh_site *site);
