@@ -98,5 +98,5 @@ int main(void) {
         cmocka_unit_test_setup_teardown(posix_every_interleaving_removes, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(claim_first_leaves_it_behind, support_setup, support_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name("sem_close_race", tests, NULL, NULL);
 }
