@@ -132,6 +132,9 @@ int shmh_sem_posix_value(struct shmh_sem *sem, int *value, const struct shmh_sit
 void shmh_sem_posix_close(struct shmh_sem *sem, bool remove_if_unused, shmh_still_removable check, const void *context);
 /* shmh_sem_close, removing the semaphore only if `check(context)` (asked last) agrees too. */
 void shmh_sem_close_if(struct shmh_sem *sem, int remove_if_unused, shmh_still_removable check, const void *context);
+/* The first step of shmh_sem_close(sem, 1); the second is shmh_sem_close_if. Apart for the test that interleaves
+ * two closers step by step (tests/test_sem_close_race.c). */
+void shmh_sem_drop_record_before_close(struct shmh_sem *sem);
 /* No process but this one can hold a unit: no other open file description records a use of the semaphore's
  * file and no other process maps it (see acquire_for_operation in segment.c). */
 bool shmh_sem_posix_no_other_holder(struct shmh_sem *sem);
@@ -165,6 +168,7 @@ int shmh_sysv_segment_attach(struct shmh_backend *b, enum shmh_access access, co
 int shmh_sysv_segment_detach(struct shmh_backend *b, const struct shmh_site *site);
 bool shmh_sysv_segment_destroy_if_unused(struct shmh_backend *b);
 bool shmh_sysv_segment_attached_by_any_process(const struct shmh_key *key);
+void shmh_sysv_foreign_segment_note(const struct shmh_objfile *file, char *out, size_t size);
 
 int shmh_posix_segment_create(struct shmh_backend *b, size_t size, const struct shmh_site *site);
 int shmh_posix_segment_attach(struct shmh_backend *b, enum shmh_access access, const struct shmh_site *site);

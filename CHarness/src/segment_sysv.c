@@ -4,9 +4,26 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <unistd.h>
+
+/* ftok keeps only the low 16 inode bits, one device byte and the project id: two key files can give one IPC
+ * key. A segment that exists under the key of a key file made just now, or of a key file with several names
+ * (hard links), may be another key's: say so. Same text as SystemVSegment.foreignSegmentNote. */
+void shmh_sysv_foreign_segment_note(const struct shmh_objfile *file, char *out, size_t size) {
+    if (file->created)
+        snprintf(out, size,
+                 "; the key file %s was made just now, so the segment under its ftok key belongs to another key file "
+                 "whose ftok key collides (same low 16 inode bits, device and project id), or to one since removed",
+                 file->path);
+    else if (file->st.st_nlink > 1)
+        snprintf(out, size,
+                 "; the key file %s has %lu names (hard links): the segment may belong to another key whose key file "
+                 "is the same file",
+                 file->path, (unsigned long)file->st.st_nlink);
+}
 
 int shmh_sysv_segment_create(struct shmh_backend *b, size_t size, const struct shmh_site *site) {
     struct shmh_objfile file;
@@ -15,11 +32,14 @@ int shmh_sysv_segment_create(struct shmh_backend *b, size_t size, const struct s
     int id = shmget(ipc_key, size, IPC_CREAT | IPC_EXCL | 0600);
     if (id == -1) {
         int err = errno;
-        /* Qt's rule: the key file goes if this call made it, unless the segment already existed. */
-        if (file.created && err != EEXIST && shmh_objfile_may_remove_key_file(&file))
-            shmh_objfile_unlink_if_still_at_path(&file);
+        char why[512] = "";
+        if (err == EEXIST) shmh_sysv_foreign_segment_note(&file, why, sizeof why);
+        /* The key file goes if this call made it. Qt keeps it when the segment already existed, but a segment
+         * found through a key file made just now was made through another file (an ftok collision): keeping
+         * ours would only leave it behind. */
+        if (file.created && shmh_objfile_may_remove_key_file(&file)) shmh_objfile_unlink_if_still_at_path(&file);
         shmh_objfile_close(&file);
-        return shmh_fail_call(site, "shmget", SHMH_OP_SIZE, err, "key 0x%x, size %zu", (unsigned)ipc_key, size);
+        return shmh_fail_call(site, "shmget", SHMH_OP_SIZE, err, "key 0x%x, size %zu%s", (unsigned)ipc_key, size, why);
     }
     b->shmid = id;
     b->file = file;
@@ -101,10 +121,13 @@ bool shmh_sysv_segment_attached_by_any_process(const struct shmh_key *key) {
     shmh_fail_save(&saved);
     struct shmh_objfile file;
     bool attached = false;
+    /* A key file with several names (hard links) is one ftok key for several keys: the attach count cannot
+     * tell this key's users from the other names', and would keep this key's lock semaphore for as long as
+     * the others stay. Qt's rule then: the lock goes with its last user of this library. */
     if (shmh_objfile_open_key(&file, key->native, false, true, &site) == 0) {
         int id = shmget(shmh_objfile_ftok(&file, key->type), 0, 0);
         struct shmid_ds ds;
-        attached = id >= 0 && shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_nattch > 0;
+        attached = file.st.st_nlink <= 1 && id >= 0 && shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_nattch > 0;
         shmh_objfile_close(&file);
     }
     shmh_fail_restore(&saved);

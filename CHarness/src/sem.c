@@ -86,8 +86,12 @@ int shmh_sem_created(const struct shmh_sem *sem) { return sem->created; }
 /* This process's usage record goes first: two last users closing at the same moment would otherwise each see the
  * other's record, and neither would remove the semaphore (SystemSemaphore.close does the same). */
 void shmh_sem_close(struct shmh_sem *sem, int remove_if_unused) {
-    if (sem && remove_if_unused) shmh_objfile_release_usage(&sem->file);
+    if (remove_if_unused) shmh_sem_drop_record_before_close(sem);
     shmh_sem_close_if(sem, remove_if_unused, NULL, NULL);
+}
+
+void shmh_sem_drop_record_before_close(struct shmh_sem *sem) {
+    if (sem) shmh_objfile_release_usage(&sem->file);
 }
 
 void shmh_sem_close_if(struct shmh_sem *sem, int remove_if_unused, shmh_still_removable check, const void *context) {

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
 #include <time.h>
@@ -17,6 +18,26 @@ union semun {
     struct semid_ds *buf;
     unsigned short *array;
 };
+
+/* EINVAL from semget(key, 2, IPC_CREAT | IPC_EXCL): the set size is past the kernel's SEMMSL (semaphores per
+ * set, the first field of kernel.sem). Qt's sets have 1 semaphore, so SEMMSL 1 lets Qt work and not this
+ * library: say so, as a kernel limit (out-of-resources). Same text as SystemVSemaphore.creationError. */
+static int semmsl_failure(const struct shmh_site *site, key_t ipc_key) {
+    char limit[32] = " is below 2";
+    FILE *f = fopen("/proc/sys/kernel/sem", "re");
+    int semmsl;
+    if (f) {
+        if (fscanf(f, "%d", &semmsl) == 1) snprintf(limit, sizeof limit, " is %d", semmsl);
+        fclose(f);
+    }
+    shmh_fail_call(site, "semget", SHMH_OP_GENERIC, EINVAL,
+                   "key 0x%x: this library's semaphore sets need %d semaphores (Qt's 1; the second marks the set as "
+                   "this library's), but kernel.sem SEMMSL (semaphores per set)%s",
+                   (unsigned)ipc_key, MANAGED_SET_SIZE, limit);
+    shmh_fail_relabel(site->operation, SHMH_OUT_OF_RESOURCES, NULL);
+    errno = EINVAL;
+    return -1;
+}
 
 int shmh_sem_sysv_open(struct shmh_sem *sem, const struct shmh_site *site) {
     int project_id = sem->key.type;
@@ -76,6 +97,7 @@ int shmh_sem_sysv_open(struct shmh_sem *sem, const struct shmh_site *site) {
              * records a use of it: a failed open leaves nothing behind. */
             if (file.created && shmh_objfile_may_remove_key_file(&file)) shmh_objfile_unlink_if_still_at_path(&file);
             shmh_objfile_close(&file);
+            if (err == EINVAL) return semmsl_failure(site, ipc_key);
             return shmh_fail_call(site, "semget", SHMH_OP_GENERIC, err, "key 0x%x", (unsigned)ipc_key);
         }
         sem->file = file;

@@ -89,7 +89,9 @@ static void shmget_errors_are_mapped(void **state) {
         {ENOMEM, SHMH_OUT_OF_RESOURCES, false},
         {EINVAL, SHMH_INVALID_SIZE, false},
         {EACCES, SHMH_PERMISSION_DENIED, false},
-        {EEXIST, SHMH_ALREADY_EXISTS, true}, /* Qt's rule: the key file stays when the segment existed */
+        /* Qt keeps a key file it made when the segment existed; but a segment under a key file made just now
+         * is another key file's (an ftok collision): this library removes the file and says so. */
+        {EEXIST, SHMH_ALREADY_EXISTS, false},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct shmh_key key;
@@ -103,6 +105,7 @@ static void shmget_errors_are_mapped(void **state) {
         assert_string_equal(shmh_last_failure()->call, "shmget");
         assert_non_null(strstr(shmh_last_failure()->detail, "size 4096"));
         assert_int_equal(support_exists(key.native), rows[i].keeps_key_file);
+        assert_int_equal(strstr(shmh_last_failure()->detail, "was made just now") != NULL, rows[i].err == EEXIST);
         char sem_path[4200];
         lock_object_path(&key, sem_path, sizeof sem_path);
         assert_false(support_exists(sem_path)); /* the lock semaphore went with the failed create */
@@ -131,6 +134,48 @@ static void native_key_shares_the_key_file(void **state) {
     shmh_key_free(&key);
 }
 
+/* Two legacy keys whose key files give one ftok key (a hard link: one inode) are one segment. The second key's
+ * create says already-exists and why; its attach reaches the first key's segment (as Qt's); and its lock
+ * semaphore goes with its last user although the first key's user stays attached (the attach count cannot tell
+ * the two keys' users apart), so nothing of the second key is left behind. */
+static void hard_linked_key_files_collide(void **state) {
+    (void)state;
+    struct shmh_key first, second;
+    support_legacy_key(&first, "collidefirst", SHMH_TYPE_SYSTEMV, SHMH_KIND_SHARED_MEMORY);
+    support_legacy_key(&second, "collidesecond", SHMH_TYPE_SYSTEMV, SHMH_KIND_SHARED_MEMORY);
+    struct shmh_segment *a = shmh_segment_new(&first, NULL);
+    assert_ok(shmh_segment_create(a, 4096, SHMH_READ_WRITE));
+    track(&first);
+    track(&second);
+    *(volatile uint64_t *)shmh_segment_data(a) = 1111;
+    assert_int_equal(link(first.native, second.native), 0);
+
+    struct shmh_segment *b = shmh_segment_new(&second, NULL);
+    assert_int_equal(shmh_segment_create(b, 4096, SHMH_READ_WRITE), -1);
+    assert_failure(SHMH_ALREADY_EXISTS);
+    assert_non_null(strstr(shmh_last_failure()->detail, "has 2 names (hard links)"));
+    assert_true(support_exists(second.native)); /* not this library's name: kept */
+    assert_ok(shmh_segment_attach(b, SHMH_READ_WRITE));
+    assert_int_equal(*(volatile uint64_t *)shmh_segment_data(b), 1111);
+    char sem_path[4200];
+    lock_object_path(&second, sem_path, sizeof sem_path);
+    key_t sem_key = ftok_of(sem_path, 'Q');
+    assert_true(semget(sem_key, 0, 0) >= 0);
+    assert_ok(shmh_segment_detach(b));
+    assert_int_equal(semget(sem_key, 0, 0), -1); /* the second key's lock semaphore is gone... */
+    assert_false(support_exists(sem_path));     /* ...with its key file */
+    assert_true(shmh_segment_is_attached(a));   /* and the first key's segment is untouched */
+    assert_int_equal(*(volatile uint64_t *)shmh_segment_data(a), 1111);
+    shmh_segment_free(b);
+
+    assert_int_equal(unlink(second.native), 0);
+    assert_ok(shmh_segment_detach(a));
+    assert_false(segment_exists(&first));
+    shmh_segment_free(a);
+    shmh_key_free(&first);
+    shmh_key_free(&second);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         COMMON_SEGMENT_TESTS,
@@ -138,6 +183,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(lock_holder_crash_is_recovered, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(shmget_errors_are_mapped, support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(native_key_shares_the_key_file, support_setup, support_teardown),
+        cmocka_unit_test_setup_teardown(hard_linked_key_files_collide, support_setup, support_teardown),
     };
     return cmocka_run_group_tests_name("segment_sysv", tests, NULL, NULL);
 }

@@ -188,11 +188,13 @@ static void another_users_key_file_needs_consent(void **state) {
     shmh_key_free(&key);
 }
 
-/* semget errors, mocked: ENOSPC (SEMMNI reached) and EACCES; the key file made for the attempt goes again. */
+/* semget errors, mocked: ENOSPC (SEMMNI reached), EACCES, and EINVAL (2 semaphores past SEMMSL: a kernel limit,
+ * said so); the key file made for the attempt goes again. */
 static void semget_errors_are_mapped_and_leave_nothing(void **state) {
     (void)state;
     static const struct { int err; enum shmh_error code; } rows[] = {
-        {ENOSPC, SHMH_OUT_OF_RESOURCES}, {EACCES, SHMH_PERMISSION_DENIED}, {ENOMEM, SHMH_OUT_OF_RESOURCES}};
+        {ENOSPC, SHMH_OUT_OF_RESOURCES}, {EACCES, SHMH_PERMISSION_DENIED}, {ENOMEM, SHMH_OUT_OF_RESOURCES},
+        {EINVAL, SHMH_OUT_OF_RESOURCES}};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct shmh_key key;
         support_legacy_key(&key, "mocked", SHMH_TYPE_SYSTEMV, SHMH_KIND_SYSTEM_SEMAPHORE);
@@ -202,6 +204,7 @@ static void semget_errors_are_mapped_and_leave_nothing(void **state) {
         assert_int_equal(errno, rows[i].err);
         assert_failure(rows[i].code);
         assert_string_equal(shmh_last_failure()->call, "semget");
+        assert_int_equal(strstr(shmh_last_failure()->detail, "kernel.sem SEMMSL") != NULL, rows[i].err == EINVAL);
         assert_false(support_exists(key.native));
         shmh_key_free(&key);
     }

@@ -40,9 +40,12 @@ final class SystemVSegment: SegmentBackend {
             shmid = id
             keyFile = file
         case .failure(let err):
-            // Qt's rule: the key file goes if this call made it, unless the segment already existed.
-            if file.created && err != .fileExists && file.mayRemoveKeyFile() { file.unlinkIfStillAtPath() }
-            throw site.error("shmget", err, einval: .invalidSize, detail: "\(Self.hex(ipcKey)), size \(size)")
+            let note = err == .fileExists ? Self.foreignSegmentNote(file) : ""
+            // The key file goes if this call made it. Qt keeps it when the segment already existed, but a segment
+            // found through a key file made just now was made through another file (an ftok collision): keeping
+            // ours would only leave it behind.
+            if file.created && file.mayRemoveKeyFile() { file.unlinkIfStillAtPath() }
+            throw site.error("shmget", err, einval: .invalidSize, detail: "\(Self.hex(ipcKey)), size \(size)\(note)")
         }
     }
 
@@ -113,6 +116,10 @@ final class SystemVSegment: SegmentBackend {
         let site = CallSite(operation: "probe")
         guard let file = try? ObjectFile.openKeyFile(key.nativeKey, create: false, allowForeignOwner: true, site: site)
         else { return false }
+        // A key file with several names (hard links) is one ftok key for several keys: the attach count cannot
+        // tell this key's users from the other names', and would keep this key's lock semaphore for as long as
+        // the others stay. Qt's rule then: the lock goes with its last user of this library.
+        guard file.status.linkCount <= 1 else { return false }
         let id = shmget(file.ftokKey(projectID: key.type.projectID!), 0, 0)
         guard id >= 0 else { return false }
         var attached: UInt = 0

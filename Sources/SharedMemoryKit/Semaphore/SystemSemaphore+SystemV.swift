@@ -76,7 +76,7 @@ final class SystemVSemaphore: SemaphoreBackend {
             case .failure(let err):
                 // Leave nothing behind: the key file this call made goes, unless another user already records a use.
                 if file.created && file.mayRemoveKeyFile() { file.unlinkIfStillAtPath() }
-                throw site.error("semget", err, detail: hex)
+                throw Self.creationError(err, detail: hex, site: site)
             }
             keyFile = file
             return

@@ -142,9 +142,13 @@ public final class SystemSemaphore {
         // This process's usage record goes first: two last users closing at the same moment would otherwise
         // each see the other's record, and neither would remove the semaphore. Without a record, only one of
         // them can claim it (the claims exclude each other), and a later closer sees no earlier one.
-        if removeIfUnused { backend?.releaseUsageForClose() }
+        if removeIfUnused { dropRecordBeforeClose() }
         close(removeIfUnused: removeIfUnused) { true }
     }
+
+    /// The first step of `close(removeIfUnused: true)`; the second is `close(removeIfUnused:_:)`. Apart for the
+    /// test that interleaves two closers step by step (`SemaphoreCloseRaceTests`).
+    func dropRecordBeforeClose() { backend?.releaseUsageForClose() }
 
     /// `close(removeIfUnused:)`, asking `stillRemovable` last, only once the semaphore could be removed (this
     /// library made it and no other process using the library has it open): for a costly last check.
