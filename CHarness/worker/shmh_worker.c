@@ -699,6 +699,9 @@ static int send_fd(struct resource_state *st, const struct plan_text *group, str
         const struct plan_channel *c = &plan.channels[i];
         if (c->group.len != group->len || memcmp(c->group.s, group->s, group->len) != 0) continue;
         if (sent == 0 && memfd_descriptor(st, o) == -1) return -1;
+        /* A channel whose peer ended was closed by receive-fd (its number may be another descriptor's by now). */
+        if (channel_open && !channel_open[i])
+            return refuse(o, SHMH_NOT_FOUND, "send-fd", NULL, "worker %s/%ld has ended (the socket was closed)", c->group.s, c->index);
         if (shmh_fd_send(c->fd, st->fd, st->r->id.s, st->r->id.len) == -1) return library_failure(o);
         sent++;
     }

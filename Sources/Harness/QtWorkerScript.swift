@@ -731,16 +731,24 @@ class Worker:
             res.release(step.value)
             return
         n, timeout_ns = step.value
-        for _ in range(n):
-            started = monotonic_ns()
-            if timeout_ns > 0 and step.expect == "lock-error":
-                self.probe(res.usable("acquire"), res.acquire_in_child, res.release_in_child, "acquire",
-                           "QSystemSemaphore's acquire()", timeout_ns, res.spec["key"])
-            elif timeout_ns > 0:
-                self.watched(step, "acquire", "QSystemSemaphore's acquire()", res.acquire, timeout_ns, started,
-                             res.spec["key"])
-            else:
-                res.acquire()
+        taken = 0
+        try:
+            for _ in range(n):
+                started = monotonic_ns()
+                if timeout_ns > 0 and step.expect == "lock-error":
+                    self.probe(res.usable("acquire"), res.acquire_in_child, res.release_in_child, "acquire",
+                               "QSystemSemaphore's acquire()", timeout_ns, res.spec["key"])
+                elif timeout_ns > 0:
+                    self.watched(step, "acquire", "QSystemSemaphore's acquire()", res.acquire, timeout_ns, started,
+                                 res.spec["key"])
+                else:
+                    res.acquire()
+                taken += 1
+        except StepError:
+            # all or nothing, as in the Swift and C workers: a failure gives back the units already taken
+            if taken:
+                res.release(taken)
+            raise
 
     def probe(self, handle, call, undo, what, name, timeout_ns, key):
         """A waiting call that is expected to time out (lock-error), made in a child process: if it returns,
@@ -819,11 +827,14 @@ class Worker:
 
 
 def needs_watchdog(steps):
-    """Whether a plan has a timed lock that is not expected to fail (one watched() makes)."""
+    """Whether a plan has a timed lock or acquire that is not expected to fail (one watched() makes): the watchdog
+    is then forked before anything is attached."""
     for step in steps:
         if step.kind == "repeat" and needs_watchdog(step.body):
             return True
         if step.kind == "lock" and step.value is not None and step.value >= 0 and step.expect != "lock-error":
+            return True
+        if step.kind == "acquire" and step.value is not None and step.value[1] > 0 and step.expect != "lock-error":
             return True
     return False
 

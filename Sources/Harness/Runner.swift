@@ -110,6 +110,8 @@ public struct Runner {
     /// Runs the selected testcases; returns the results in the scenarios' order and notes for the report's
     /// properties (how testcases were isolated).
     public static func run(_ scenarios: [Scenario], options: Options, progress: ProgressReporter) throws -> (results: [TestCaseResult], notes: [(name: String, value: String)]) {
+        // An empty shard: nothing to run (and nothing to divide the runs by).
+        guard !scenarios.isEmpty else { return ([], []) }
         prepareProcess()
         let runToken = String(UInt32.random(in: .min ... .max), radix: 16)
         // What earlier runs that died left behind goes first (only what their journals name).

@@ -25,7 +25,7 @@ public enum Baseline {
     public static func parseSlowdown(_ text: String) -> Double? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let percent = trimmed.hasSuffix("%")
-        guard let value = Double(percent ? String(trimmed.dropLast()) : trimmed), value.isFinite, value >= 0 else { return nil }
+        guard let value = Double(percent ? String(trimmed.dropLast()) : trimmed), value.isFinite, value >= 0, value <= 1_000_000 else { return nil }
         return percent || value >= 1 ? value / 100 : value
     }
 

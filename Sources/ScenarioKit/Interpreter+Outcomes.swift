@@ -90,6 +90,8 @@ extension Interpreter {
                 switch step.action {
                 case .lock where step.outcomes?.contains("lock-error") == true && step.outcomes!.count > 1:
                     reader.fail(at: step.location, "impl: qt cannot run a lock that may end either way (expect-error: \(step.expectationText ?? "")): Qt's lock() has no timeout and cannot be abandoned")
+                case .acquire where step.outcomes?.contains("lock-error") == true && step.outcomes!.count > 1:
+                    reader.fail(at: step.location, "impl: qt cannot run an acquire that may end either way (expect-error: \(step.expectationText ?? "")): QSystemSemaphore's acquire() has no timeout and cannot be abandoned")
                 case .repeatTimes(_, let body), .repeatFor(_, let body): qtLocks(body)
                 default: break
                 }

@@ -44,6 +44,7 @@ public final class DescriptorChannels {
         guard let memfd = handle as? MemFDHandle else {
             throw SharedMemoryError(.invalidSize, operation: "receive-fd", object: handle.objectName, detail: "only a memfd's descriptor is passed")
         }
+        try memfd.checkCanReceive()
         while true {
             let open = peers.indices.filter { peers[$0].socket.descriptor != nil }
             guard !open.isEmpty else {

@@ -370,11 +370,19 @@ final class MemFDHandle: ResourceHandle {
         return fd
     }
 
+    /// `receive-fd` into a memfd this worker holds already is `already-exists`, before anything is received
+    /// (as in the C worker: the next `receive-fd` still gets the next descriptor).
+    func checkCanReceive() throws(SharedMemoryError) {
+        if memfd != nil || spec.fd != nil {
+            throw SharedMemoryError(.alreadyExists, operation: "receive-fd", detail: "memfd \(spec.id): this worker already holds one")
+        }
+    }
+
     /// A descriptor received from another worker (`receive-fd`) becomes this resource.
     func adopt(received fd: FileDescriptor) throws(SharedMemoryError) {
-        if memfd != nil || spec.fd != nil {
+        do throws(SharedMemoryError) { try checkCanReceive() } catch {
             try? fd.close()
-            throw SharedMemoryError(.alreadyExists, operation: "receive-fd", detail: "memfd \(spec.id): this worker already holds one")
+            throw error
         }
         do throws(SharedMemoryError) { memfd = try MemFD(adopting: fd, name: spec.id) } catch {
             try? fd.close()

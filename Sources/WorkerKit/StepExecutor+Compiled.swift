@@ -56,8 +56,9 @@ extension StepExecutor {
                 continue
             default: break
             }
-            // A missing resource or an expected error: the general path says it the usual way.
-            guard step.expectError == nil, let id = step.action.resource, let resolved = handles[id] else {
+            // A missing resource, an expected error (one, or a list of outcomes) or a tally: the general path
+            // says and counts it the usual way.
+            guard step.expectError == nil, step.outcomes == nil, step.count == nil, let id = step.action.resource, let resolved = handles[id] else {
                 ops.append(CompiledStep(kind: .general, line: line, general: general.count))
                 general.append(step)
                 continue

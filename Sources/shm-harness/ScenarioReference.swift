@@ -204,7 +204,7 @@ makes it (`create`), may fill and seal it, and hands it to another worker group 
 | step | meaning |
 |---|---|
 | `send-fd: {res, to: GROUP}` | sends the memfd's descriptor (the one this worker made, inherited or received) to every process of worker group GROUP (a group sending to itself sends to its other processes). A peer that is gone: `not-found` |
-| `receive-fd: RES` | waits for the next descriptor sent to this worker and makes it RES (then `attach` maps it). Descriptors arrive in the order they were sent, each labelled with its resource id (the wrong one: `key-error`). When every worker that could send to this one has ended without sending: `not-found` (never a hang). A worker that already holds RES: `already-exists` |
+| `receive-fd: RES` | waits for the next descriptor sent to this worker and makes it RES (then `attach` maps it). Descriptors arrive in the order they were sent, each labelled with its resource id (the wrong one: `key-error`). When every worker it shares a channel with has ended without sending: `not-found`. It also waits on the channels to groups it only sends to, so a peer that is itself waiting on this worker keeps it waiting until the scenario's timeout (the testcase errs then, naming where each worker was). A worker that already holds RES: `already-exists` |
 
 The runner makes one `SOCK_SEQPACKET` socketpair per pair of processes that pass descriptors (every process of
 a sending group with every process of the group it names); each worker inherits only its own ends and the

@@ -1,3 +1,4 @@
+import Foundation
 @testable import Harness
 import ScenarioKit
 import Testing
@@ -46,5 +47,62 @@ import Testing
     ])
     func brokenListsAreRefused(_ line: String) {
         #expect(throws: Plan.ParseError.self) { try Plan.parse("shm-harness-plan 1\n\(line)\nend\n") }
+    }
+
+    /// Counting and outcome lists hold on every step kind, the ones the workers run on their fast path (lock,
+    /// unlock, try-lock, add, atomic-add) included: a try-lock against a held lock is tallied `busy` by the Swift
+    /// worker as by the C worker (the Swift worker's fast path once skipped the tally and failed on busy).
+    @Test func fastPathStepsAreCountedToo() throws {
+        let file = temporaryPath("counted.yaml")
+        let report = temporaryPath("counted.xml")
+        defer { unlink(file); unlink(report) }
+        try """
+            summary: A try-lock against a held lock is counted busy; a free one ok.
+            matrix:
+              impl: [swift, c]
+            resources:
+              seg: {kind: segment, size: 4096}
+            setup:
+              - create: seg
+            workers:
+              - name: holder
+                impl: ${impl}
+                steps:
+                  - attach: seg
+                  - barrier: attached         # attach takes the lock too (Qt's call order)
+                  - lock: seg
+                  - barrier: held
+                  - barrier: tried
+                  - unlock: seg
+                  - barrier: free
+                  - detach: seg
+              - name: prober
+                impl: ${impl}
+                steps:
+                  - attach: seg
+                  - barrier: attached
+                  - barrier: held
+                  - try-lock: seg
+                    expect-error: [none, busy]
+                    count: tries
+                  - barrier: tried
+                  - barrier: free
+                  - try-lock: seg
+                    expect-error: [none, busy]
+                    count: tries
+                  - unlock: seg
+                  - atomic-add: {res: seg, offset: 64, value: 1}
+                    count: adds
+                  - detach: seg
+            expect:
+              outcomes:
+                tries: { ok: 1, busy: 1 }
+                adds: { ok: 1 }
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let run = try Run.harness(["run", "--no-strict", "--leak-check", "own", "--junit", report, file])
+        #expect(run.exitCode == 0, "\(run.stdout)\(run.stderr)")
+        let xml = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+        #expect(xml.components(separatedBy: "[[PROPERTY|outcome.tries.busy=1]]").count == 3, "both impls count the busy try-lock: \(xml)")
+        #expect(xml.components(separatedBy: "[[PROPERTY|outcome.adds.ok=1]]").count == 3, "\(xml)")
     }
 }

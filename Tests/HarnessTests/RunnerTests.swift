@@ -281,6 +281,9 @@ import Glibc
         #expect(shard.exitCode == 0, "\(shard.stderr)")
         #expect(shard.stderr.contains("shard \(emptyShard)/64 is empty"), "\(shard.stderr)")
         #expect(FileManager.default.fileExists(atPath: report), "an empty shard still writes its (empty) report")
+        // ...also when asked to run until a failure (it once divided by the number of testcases: zero)
+        let untilFailure = try Run.harness(["run", "--leak-check", "own", "--junit", report, "--shard", "\(emptyShard)/64", "--until-failure", basic])
+        #expect(untilFailure.exitCode == 0, "\(untilFailure.stderr)")
     }
 
     /// `help scenarios` prints the scenario format reference (docs/scenario-format.md, built in), not the usage.

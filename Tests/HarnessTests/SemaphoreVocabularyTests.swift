@@ -34,6 +34,7 @@ import Testing
         ("try-acquire: unknown resource", head + "      - try-acquire: t\n", 6, 22, "unknown resource 't'"),
         ("a segment's lock semaphore", "resources:\n  m: {kind: segment, size: 64, key: k}\n  s: {kind: semaphore, key: k}\nworkers:\n  - steps:\n      - attach: s\n", 3, 3, "semaphore 's' has the key 'k' of segment 'm'"),
         ("qt try-acquire", "resources:\n  s: {kind: semaphore}\nworkers:\n  - impl: qt\n    steps:\n      - try-acquire: s\n", 6, 9, "impl: qt cannot run try-acquire: QSystemSemaphore has no try-acquire"),
+        ("qt acquire either way", "resources:\n  s: {kind: semaphore}\nworkers:\n  - impl: qt\n    steps:\n      - acquire: {res: s, timeout: 1s}\n        expect-error: [none, lock-error]\n", 6, 9, "impl: qt cannot run an acquire that may end either way"),
         ("qt check-value", "resources:\n  s: {kind: semaphore}\nworkers:\n  - impl: qt\n    steps:\n      - check-value: {res: s, value: 1}\n", 6, 9, "impl: qt cannot run check-value: QSystemSemaphore cannot read its count"),
     ]
 

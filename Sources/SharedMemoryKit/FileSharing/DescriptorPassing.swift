@@ -115,8 +115,17 @@ public final class UnixSocket {
         let fd = try open("receive")
         var buffer = [UInt8](repeating: 0, count: max(maxMessage, 1))
         var length = 0
-        let raw = try site("receive").check("recvmsg(SCM_RIGHTS)") {
-            buffer.withUnsafeMutableBytes { shmh_fd_recv_raw(fd.rawValue, $0.baseAddress, $0.count, &length) }
+        let raw: Int32
+        do throws(SharedMemoryError) {
+            raw = try site("receive").check("recvmsg(SCM_RIGHTS)") {
+                buffer.withUnsafeMutableBytes { shmh_fd_recv_raw(fd.rawValue, $0.baseAddress, $0.count, &length) }
+            }
+        } catch where error.underlyingError == .badMessage || error.underlyingError == .messageTooLong {
+            // As libshmh's shmh_fd_recv says them: no descriptor, or a control message cut short (e.g. the
+            // receiver is out of descriptors) is the sender's message not being what was asked for.
+            throw SharedMemoryError(
+                .keyError, operation: error.operation, call: error.call, underlyingError: error.underlyingError, object: error.object,
+                detail: error.underlyingError == .badMessage ? "the message carried no descriptor" : "the control message was cut short")
         }
         return (FileDescriptor(rawValue: raw), Array(buffer.prefix(length)))
     }
