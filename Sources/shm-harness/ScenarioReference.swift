@@ -301,7 +301,7 @@ previous call's error) the worker names the state: `already-exists` or `not-foun
 scenario expects Qt's behaviour from its qt workers and says so with `divergence: "..."`, at the top or on a
 worker. The report carries each as a `[[PROPERTY|divergence=...]]` line and a `divergence: ...` line in the
 testcase's `<system-out>` (worker ones prefixed `worker NAME:`), so a reader sees that Qt's behaviour was
-expected, not accepted by accident. They live in `scenarios/qt/`. A scenario that shows Qt leaving a POSIX
+expected, not accepted by accident. They live in `scenarios/qt/`, except where the divergence belongs to another folder's subject (`scenarios/limits/semmsl-one.yaml`); the README's table of differences from Qt links every one. A scenario that shows Qt leaving a POSIX
 segment behind says `leaks: ignore`; the runner still removes what is left under the run's own POSIX names
 (unique to the run).
 
