@@ -7,6 +7,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* One message: one iovec (`iov`) and a control buffer of `size` bytes, zeroed. */
+static struct msghdr message(struct iovec *iov, void *control, size_t size) {
+    memset(control, 0, size);
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = size;
+    return m;
+}
+
 /* The system calls alone (-1 with errno), for callers with their own error type: the Swift library's
  * UnixSocket uses these, so both languages pass descriptors with the same code. */
 int shmh_fd_send_raw(int sock, int fd, const void *msg, size_t len) {
@@ -16,13 +28,7 @@ int shmh_fd_send_raw(int sock, int fd, const void *msg, size_t len) {
         struct cmsghdr header;
         char bytes[CMSG_SPACE(sizeof(int))];
     } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr m;
-    memset(&m, 0, sizeof m);
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = control.bytes;
-    m.msg_controllen = sizeof control.bytes;
+    struct msghdr m = message(&iov, control.bytes, sizeof control.bytes);
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -41,13 +47,7 @@ int shmh_fd_recv_raw(int sock, void *msg, size_t cap, size_t *len) {
         struct cmsghdr header;
         char bytes[CMSG_SPACE(sizeof(int) * 8)];
     } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr m;
-    memset(&m, 0, sizeof m);
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = control.bytes;
-    m.msg_controllen = sizeof control.bytes;
+    struct msghdr m = message(&iov, control.bytes, sizeof control.bytes);
     ssize_t n;
     do n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
     while (n == -1 && errno == EINTR);
