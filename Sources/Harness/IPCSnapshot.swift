@@ -23,7 +23,7 @@ struct IPCSnapshot {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] {
             objects.insert("/dev/shm/\(name)")
         }
-        let temp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let temp = RunEnvironment.temporaryDirectory
         for name in (try? FileManager.default.contentsOfDirectory(atPath: temp)) ?? [] where name.hasPrefix("qipc_") {
             objects.insert("\(temp)/\(name)")
         }

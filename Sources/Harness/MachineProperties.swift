@@ -16,7 +16,7 @@ enum MachineProperties {
         props.append(("kernel.release", field(names.release)))
         props.append(("architecture", field(names.machine)))
         props.append(("uid", "\(geteuid())"))
-        let temp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let temp = RunEnvironment.temporaryDirectory
         for (label, path) in [("dev_shm", "/dev/shm"), ("tmpdir", temp)] {
             var fs = statvfs()
             if statvfs(path, &fs) == 0 {

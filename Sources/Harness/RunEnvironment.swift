@@ -29,10 +29,15 @@ public struct RunEnvironment: Sendable {
 
     /// - Parameter token: the run's token: the private folder is `$TMPDIR/shm-harness-run-<token>`, journaled
     ///   before it is made.
+    /// `$TMPDIR`, else `/tmp`: where the run's private folder and Qt's key files (`qipc_*`) are.
+    static var temporaryDirectory: String {
+        ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    }
+
     static func current(jobs: Int, machineLeakCheck: Bool, strict: Bool = false, token: String = String(UInt32.random(in: .min ... .max), radix: 16), journal: JournalWriter? = nil) throws -> RunEnvironment {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let (cWorker, cWorkerProblem) = findCWorker(beside: exe)
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let base = RunEnvironment.temporaryDirectory
         let work = "\(base)/shm-harness-run-\(token)"
         journal?.recordWorkDirectory(work)
         // 0711: workers that drop to another user must read their plans (the plans themselves are 0644).
@@ -140,7 +145,7 @@ public struct Requirements: Sendable {
         reasons[.memfd] = "requires memfd: memfd_create is not available here"
         met[.tmpfsDevShm] = MountTable.isTmpfs("/dev/shm")
         reasons[.tmpfsDevShm] = "requires tmpfs-dev-shm: /dev/shm is not a tmpfs"
-        let temp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let temp = RunEnvironment.temporaryDirectory
         let diskBacked = [temp, "/var/tmp"].contains { FileManager.default.fileExists(atPath: $0) && !MountTable.isTmpfs($0) }
         met[.diskTmp] = diskBacked
         reasons[.diskTmp] = "requires disk-tmp: no disk-backed temp directory (TMPDIR and /var/tmp are tmpfs)"

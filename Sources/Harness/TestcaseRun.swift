@@ -308,31 +308,34 @@ final class TestcaseRun {
         let channels = try DescriptorChannelSet(workers: scenario.workers)
         defer { channels.close() }
         var pending: [PendingWorker] = []
+        // What every worker's environment has (the runner's, the run's, each resource's): made once, not per
+        // worker (a storm has a thousand of them).
+        var common = ProcessInfo.processInfo.environment
+        common["SHM_HARNESS_RUN_TOKEN"] = token
+        common["SHM_HARNESS_RUNNER_PID"] = String(getpid())
+        common["SHM_HARNESS_BIN"] = environment.harnessPath  // exec workers run shm-harness itself (e.g. clean, as another user)
+        for r in resources {
+            let prefix = "SHM_HARNESS_" + (scenario.resource(r.id)?.environmentName ?? r.id.uppercased()) + "_"
+            common[prefix + "KIND"] = r.kind.rawValue
+            if let key = r.key, let parsed = NativeIPCKey(string: key) {
+                common[prefix + "KEY"] = key
+                common[prefix + "LEGACY_KEY"] = parsed.legacyKey
+                common[prefix + "TYPE"] = parsed.type == .posixRealtime ? "posix" : "systemv"
+            }
+            if let size = r.size { common[prefix + "SIZE"] = "\(size)" }
+            if r.kind == .file, let path = r.path { common[prefix + "PATH"] = path }
+            if let fd = r.fd { common[prefix + "FD"] = "\(fd)" }
+        }
         for spec in scenario.workers {
             let barriers = Self.barrierNames(spec.steps)
+            let steps = Self.withLockTimeouts(spec.steps, default: scenario.timeout)
             for index in 0..<spec.count {
-                let steps = Self.withLockTimeouts(spec.steps, default: scenario.timeout)
                 var plan = Plan(file: scenario.file, group: spec.name, index: index, count: spec.count, resources: resources, steps: steps)
                 plan.channels = channels.channels(of: spec.name, index)
                 let planPath = "\(planDirectory)/\(spec.name)-\(index).plan"
                 try Self.writePlan(plan.encoded(), to: planPath)
-                var env = ProcessInfo.processInfo.environment
+                var env = common
                 env["SHM_HARNESS_WORKER"] = "\(spec.name)/\(index)"
-                env["SHM_HARNESS_RUN_TOKEN"] = token
-                env["SHM_HARNESS_RUNNER_PID"] = String(getpid())
-                env["SHM_HARNESS_BIN"] = environment.harnessPath  // exec workers run shm-harness itself (e.g. clean, as another user)
-                for r in resources {
-                    let prefix = "SHM_HARNESS_" + (scenario.resource(r.id)?.environmentName ?? r.id.uppercased()) + "_"
-                    env[prefix + "KIND"] = r.kind.rawValue
-                    if let key = r.key, let parsed = NativeIPCKey(string: key) {
-                        env[prefix + "KEY"] = key
-                        env[prefix + "LEGACY_KEY"] = parsed.legacyKey
-                        env[prefix + "TYPE"] = parsed.type == .posixRealtime ? "posix" : "systemv"
-                    }
-                    if let size = r.size { env[prefix + "SIZE"] = "\(size)" }
-                    if r.kind == .file, let path = r.path { env[prefix + "PATH"] = path }
-                    if let fd = r.fd { env[prefix + "FD"] = "\(fd)" }
-                }
                 var arguments: [String]
                 switch spec.impl {
                 case .swift:
